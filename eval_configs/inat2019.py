@@ -1,0 +1,6 @@
+# iNaturalist 2019 fine-tuning (Table 6): the fine-tuning recipe; the paper adjusts lr and epochs per dataset
+# without publishing them, so these are our choice: 100 epochs (ViT-B), blr 1e-3 as for ImageNet.
+# Data: root/train2019.json, root/val2019.json (COCO style, the official val split) with images under root.
+_base_ = ['./_base_/finetune.py']
+dataset = dict(name='inat2019', format='inat', year=2019, root=None, train_split='train', val_split='val',
+               num_classes=1010)

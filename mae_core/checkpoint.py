@@ -1,0 +1,429 @@
+"""Checkpoints: atomic saves, reading every format a user brings, and export to the others.
+
+Formats ``load_encoder`` detects from the keys:
+  ours             ``{'model': sd, 'meta': {'arch': ..., ...}}`` written by this suite
+  fb_mae_pretrain  fb/mae ``mae_pretrain_vit_*.pth``: ``{'model': encoder sd}``
+  fb_mae_full      fb/mae ``*_full.pth`` / ``mae_visualize_*.pth``: encoder + decoder
+  fb_mae_finetuned fb/mae fine-tuned: ``fc_norm.*`` and ``head.*``, no ``norm.*``
+  timm             a bare state dict (``.pth`` or ``.safetensors``) with timm's ViT keys
+  hf_vitmae        a Hugging Face ViTMAE folder (``config.json`` + weights) or its weights file
+The canonical state dict uses ``mae_core.vit.VisionTransformer``'s keys (the fb/mae and timm layout).
+"""
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from .vit import ARCHS, VisionTransformer, vit
+
+DECODER_PREFIXES = ('mask_token', 'encoder_mask_token', 'decoder_')
+HEAD_PREFIXES = ('fc_norm.', 'head.')
+
+
+class CheckpointError(ValueError):
+    """A file that cannot be used as asked; the message names the file and the offending key."""
+
+
+# ==================================================================== atomic save
+def atomic_write(path, write_fn):
+    """Write ``path`` through ``write_fn(tmp_path)`` into a temp file in the same folder, fsync, then rename.
+
+    A crash at any point leaves either the old file or the new one, never a partial one, and no temp file
+    outlives an exception.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        with open(tmp, 'rb+') as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def save_checkpoint(obj, path):
+    """``torch.save`` made atomic. Keep ``obj`` to tensors and plain types so ``weights_only=True`` reads it."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def save_ours(path, state_dict, meta: dict, **extra):
+    """Our format: ``{'model': state_dict, 'meta': {...plain types...}, **extra}``."""
+    return save_checkpoint({'model': {k: v.detach().cpu() for k, v in state_dict.items()}, 'meta': meta, **extra},
+                           path)
+
+
+def file_sha256(path, chunk=1 << 20) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    paths = sorted(p for p in Path(path).rglob('*') if p.is_file()) if Path(path).is_dir() else [Path(path)]
+    for p in paths:
+        with open(p, 'rb') as f:
+            while block := f.read(chunk):
+                h.update(block)
+    return h.hexdigest()
+
+
+# ==================================================================== reading raw files
+def _read_raw(path: Path, allow_pickle: bool):
+    """The object stored in ``path`` (a dict), read safely unless the user opted in to pickles."""
+    if path.suffix == '.safetensors':
+        from safetensors.torch import load_file
+        try:
+            return load_file(str(path))
+        except Exception as e:
+            raise CheckpointError(f'{path}: not a readable safetensors file ({e})') from None
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        if not allow_pickle:
+            raise CheckpointError(
+                f'{path}: holds pickled Python objects beyond tensors ({str(e).splitlines()[0][:160]}); fb/mae '
+                'files pickle their argparse args. Unpickling runs code from the file, so it is off by default: '
+                'pass --allow-pickle (allow_pickle=True) only for a file you trust') from None
+        try:
+            return torch.load(path, map_location='cpu', weights_only=False)
+        except Exception as e2:
+            raise CheckpointError(f'{path}: not a readable checkpoint ({e2})') from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f'{path}: not a readable PyTorch checkpoint (truncated or not a checkpoint: '
+                              f'{str(e).splitlines()[0][:160]})') from None
+
+
+def _hf_files(folder: Path):
+    for name in ('model.safetensors', 'pytorch_model.bin'):
+        if (folder / name).exists():
+            return folder / name
+    raise CheckpointError(f'{folder}: a Hugging Face folder needs model.safetensors or pytorch_model.bin '
+                          'beside config.json; found neither')
+
+
+# ==================================================================== Hugging Face ViTMAE <-> ours
+_HF_BLOCK = {  # ours (timm block) -> HF on-disk names (transformers 4.x layout, still what 5.x writes)
+    'norm1': 'layernorm_before', 'norm2': 'layernorm_after', 'attn.proj': 'attention.output.dense',
+    'mlp.fc1': 'intermediate.dense', 'mlp.fc2': 'output.dense'}
+
+
+def _hf_block_to_ours(get, prefix):
+    """One HF layer at ``prefix`` -> our block tensors (query/key/value rows stacked into qkv)."""
+    out = {}
+    for ours, theirs in _HF_BLOCK.items():
+        for p in ('weight', 'bias'):
+            out[f'{ours}.{p}'] = get(f'{prefix}.{theirs}.{p}')
+    for p in ('weight', 'bias'):
+        out[f'attn.qkv.{p}'] = torch.cat([get(f'{prefix}.attention.attention.{n}.{p}')
+                                          for n in ('query', 'key', 'value')], dim=0)
+    return out
+
+
+def _ours_block_to_hf(sd, src, dst):
+    out = {}
+    for ours, theirs in _HF_BLOCK.items():
+        for p in ('weight', 'bias'):
+            out[f'{dst}.{theirs}.{p}'] = sd[f'{src}.{ours}.{p}']
+    for p in ('weight', 'bias'):
+        for n, t in zip(('query', 'key', 'value'), sd[f'{src}.attn.qkv.{p}'].chunk(3, dim=0)):
+            out[f'{dst}.attention.attention.{n}.{p}'] = t.clone()
+    return out
+
+
+def hf_to_ours(hf: dict, path='<state dict>') -> dict:
+    """HF ViTMAE tensors (either decoder naming) -> our full MAE state dict."""
+    def get(k):
+        if k not in hf:
+            raise CheckpointError(f'{path}: Hugging Face ViTMAE weights lack key {k!r}')
+        return hf[k]
+    e = 'vit.embeddings.'
+    sd = {'cls_token': get(e + 'cls_token'), 'pos_embed': get(e + 'position_embeddings'),
+          'patch_embed.proj.weight': get(e + 'patch_embeddings.projection.weight'),
+          'patch_embed.proj.bias': get(e + 'patch_embeddings.projection.bias'),
+          'norm.weight': get('vit.layernorm.weight'), 'norm.bias': get('vit.layernorm.bias')}
+    depth = len({k.split('.')[3] for k in hf if k.startswith('vit.encoder.layer.')})
+    for i in range(depth):
+        sd.update({f'blocks.{i}.{k}': v for k, v in _hf_block_to_ours(get, f'vit.encoder.layer.{i}').items()})
+    if 'decoder.mask_token' in hf:
+        dec_prefix = 'decoder.decoder_layers.' if any(k.startswith('decoder.decoder_layers.') for k in hf) \
+            else 'decoder.decoder_encoder.layer.'
+        sd['mask_token'] = get('decoder.mask_token')
+        sd['decoder_pos_embed'] = get('decoder.decoder_pos_embed')
+        for n in ('decoder_embed', 'decoder_norm', 'decoder_pred'):
+            for p in ('weight', 'bias'):
+                sd[f'{n}.{p}'] = get(f'decoder.{n}.{p}')
+        depth = len({k[len(dec_prefix):].split('.')[0] for k in hf if k.startswith(dec_prefix)})
+        for i in range(depth):
+            sd.update({f'decoder_blocks.{i}.{k}': v
+                       for k, v in _hf_block_to_ours(get, f'{dec_prefix}{i}').items()})
+    return sd
+
+
+def ours_to_hf(sd: dict) -> dict:
+    """Our MAE state dict -> HF ViTMAEForPreTraining tensors in the on-disk (4.x) layout."""
+    e = 'vit.embeddings.'
+    hf = {e + 'cls_token': sd['cls_token'], e + 'position_embeddings': sd['pos_embed'],
+          e + 'patch_embeddings.projection.weight': sd['patch_embed.proj.weight'],
+          e + 'patch_embeddings.projection.bias': sd['patch_embed.proj.bias'],
+          'vit.layernorm.weight': sd['norm.weight'], 'vit.layernorm.bias': sd['norm.bias']}
+    for i in range(_depth(sd, 'blocks.')):
+        hf.update(_ours_block_to_hf(sd, f'blocks.{i}', f'vit.encoder.layer.{i}'))
+    if 'mask_token' in sd:
+        hf['decoder.mask_token'] = sd['mask_token']
+        hf['decoder.decoder_pos_embed'] = sd['decoder_pos_embed']
+        for n in ('decoder_embed', 'decoder_norm', 'decoder_pred'):
+            for p in ('weight', 'bias'):
+                hf[f'decoder.{n}.{p}'] = sd[f'{n}.{p}']
+        for i in range(_depth(sd, 'decoder_blocks.')):
+            hf.update(_ours_block_to_hf(sd, f'decoder_blocks.{i}', f'decoder.decoder_layers.{i}'))
+    return {k: v.contiguous() for k, v in hf.items()}
+
+
+def hf_config(sd: dict, meta: dict) -> dict:
+    """A ``config.json`` for ``ViTMAEForPreTraining`` describing our MAE state dict."""
+    width, patch = sd['patch_embed.proj.weight'].shape[0], sd['patch_embed.proj.weight'].shape[-1]
+    grid = int(round((sd['pos_embed'].shape[1] - 1) ** 0.5))
+    heads = meta.get('num_heads') or _heads_for(sd)
+    cfg = dict(model_type='vit_mae', architectures=['ViTMAEForPreTraining'], hidden_size=width,
+               num_hidden_layers=_depth(sd, 'blocks.'), num_attention_heads=heads,
+               intermediate_size=sd['blocks.0.mlp.fc1.weight'].shape[0], hidden_act='gelu', layer_norm_eps=1e-6,
+               image_size=grid * patch, patch_size=patch, num_channels=sd['patch_embed.proj.weight'].shape[1],
+               qkv_bias=True, mask_ratio=meta.get('mask_ratio', 0.75), norm_pix_loss=bool(meta.get('norm_pix_loss')))
+    if 'mask_token' in sd:
+        cfg.update(decoder_hidden_size=sd['decoder_embed.weight'].shape[0],
+                   decoder_num_hidden_layers=_depth(sd, 'decoder_blocks.'),
+                   decoder_num_attention_heads=meta.get('decoder_num_heads', 16),
+                   decoder_intermediate_size=sd['decoder_blocks.0.mlp.fc1.weight'].shape[0])
+    return cfg
+
+
+# ==================================================================== detection and classification of formats
+def _depth(sd, prefix):
+    return len({k[len(prefix):].split('.')[0] for k in sd if k.startswith(prefix)})
+
+
+def _heads_for(sd):
+    patch, width, depth = sd['patch_embed.proj.weight'].shape[-1], sd['patch_embed.proj.weight'].shape[0], \
+        _depth(sd, 'blocks.')
+    for name, (p, w, d, h) in ARCHS.items():
+        if (p, w, d) == (patch, width, depth):
+            return h
+    return max(1, width // 64)
+
+
+def infer_arch(sd: dict, path='<state dict>'):
+    """The standard arch whose patch size, width and depth match ``sd``, or None."""
+    w = sd.get('patch_embed.proj.weight')
+    if w is None:
+        return None
+    key = (w.shape[-1], w.shape[0], _depth(sd, 'blocks.'))
+    return next((name for name, (p, width, d, h) in ARCHS.items() if (p, width, d) == key), None)
+
+
+def _unwrap(obj, path):
+    """The state dict inside a loaded object, the format's name and the meta it carries."""
+    if not isinstance(obj, dict):
+        raise CheckpointError(f'{path}: expected a dict of tensors, found {type(obj).__name__}')
+    if isinstance(obj.get('model'), dict) and isinstance(obj.get('meta'), dict) and 'arch' in obj['meta']:
+        return obj['model'], 'ours', dict(obj['meta'])
+    if isinstance(obj.get('model'), dict):
+        sd = obj['model']
+        fmt = 'fb_mae_full' if 'mask_token' in sd else \
+            'fb_mae_finetuned' if 'head.weight' in sd and 'norm.weight' not in sd else 'fb_mae_pretrain'
+        return sd, fmt, {}
+    if isinstance(obj.get('state_dict'), dict):  # an mmengine/other trainer's checkpoint
+        return _unwrap(obj['state_dict'], path)
+    if any(k.startswith('vit.embeddings.') for k in obj):
+        return hf_to_ours(obj, path), 'hf_vitmae', {}
+    return obj, 'timm', {}
+
+
+def _first_unexpected(sd, path):
+    expected = ('patch_embed.proj.weight', 'cls_token', 'pos_embed', 'blocks.0.attn.qkv.weight')
+    for k in expected:
+        if k not in sd:
+            first = next(iter(sd), None)
+            raise CheckpointError(f'{path}: not a ViT/MAE checkpoint: key {k!r} is missing'
+                                  + (f' (first key found: {first!r})' if first else ' (no keys)'))
+
+
+def read_checkpoint(path, allow_pickle=False):
+    """Any supported file or folder -> (full state dict in our layout, format name, meta)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f'{path}: no such checkpoint file or folder')
+    if path.is_dir():
+        if not (path / 'config.json').exists():
+            raise CheckpointError(f'{path}: a checkpoint folder must be a Hugging Face ViTMAE folder with '
+                                  'config.json and model.safetensors')
+        cfg = json.loads((path / 'config.json').read_text())
+        if cfg.get('model_type') != 'vit_mae':
+            raise CheckpointError(f'{path}/config.json: model_type is {cfg.get("model_type")!r}, expected "vit_mae"')
+        sd = hf_to_ours(_read_raw(_hf_files(path), allow_pickle), path)
+        meta = dict(norm_pix_loss=cfg.get('norm_pix_loss'), mask_ratio=cfg.get('mask_ratio'),
+                    num_heads=cfg.get('num_attention_heads'), decoder_num_heads=cfg.get('decoder_num_attention_heads'))
+        return sd, 'hf_vitmae', meta
+    sd, fmt, meta = _unwrap(_read_raw(path, allow_pickle), path)
+    bad = next((k for k, v in sd.items() if not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise CheckpointError(f'{path}: key {bad!r} holds a {type(sd[bad]).__name__}, not a tensor')
+    sd = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in sd.items()}
+    _first_unexpected(sd, path)
+    return sd, fmt, meta
+
+
+def load_encoder(path, arch=None, keep_head=False, allow_pickle=False):
+    """Read any supported checkpoint -> ``(encoder_state_dict, info)``.
+
+    The state dict keeps only encoder keys (plus ``fc_norm``/``head`` when ``keep_head``). ``info`` says the
+    ``format``, ``arch`` (inferred for standard sizes, else ``arch`` must be given), ``global_pool``,
+    ``num_classes``, ``img_size`` and the pre-training ``meta`` the file carries.
+    """
+    sd, fmt, meta = read_checkpoint(path, allow_pickle)
+    found = meta.get('arch') or infer_arch(sd, path)
+    if arch is not None and found is not None and arch != found:
+        w = sd['patch_embed.proj.weight']
+        raise CheckpointError(f'{path}: --arch {arch} does not match the file (key patch_embed.proj.weight has '
+                              f'shape {tuple(w.shape)} and {_depth(sd, "blocks.")} blocks, i.e. {found})')
+    arch = arch or found
+    if arch is None:
+        w = sd['patch_embed.proj.weight']
+        raise CheckpointError(f'{path}: no standard arch has patch {w.shape[-1]}, width {w.shape[0]} and '
+                              f'{_depth(sd, "blocks.")} blocks (key patch_embed.proj.weight); pass --arch')
+    enc = {k: v for k, v in sd.items() if not k.startswith(DECODER_PREFIXES)}
+    has_head = 'head.weight' in enc
+    if not keep_head:
+        enc = {k: v for k, v in enc.items() if not k.startswith(HEAD_PREFIXES)}
+    grid = int(round((sd['pos_embed'].shape[1] - 1) ** 0.5))
+    info = dict(format=fmt, arch=arch, path=str(path), has_head=has_head,
+                global_pool='fc_norm.weight' in sd and 'norm.weight' not in sd,
+                num_classes=int(sd['head.weight'].shape[0]) if has_head else 0,
+                img_size=grid * int(sd['patch_embed.proj.weight'].shape[-1]), meta=meta)
+    return enc, info
+
+
+def load_into(model: VisionTransformer, sd: dict, path='<state dict>', strict_head=False):
+    """Load an encoder state dict into ``model``; the position table is resampled to the model's grid.
+
+    Missing ``head``/``fc_norm``/``norm`` keys are allowed (a new head), unless ``strict_head``; any other
+    missing, unexpected or mis-shaped key is one error naming it.
+    """
+    from timm.layers import resample_abs_pos_embed
+    sd = dict(sd)
+    if 'pos_embed' in sd and sd['pos_embed'].shape != model.pos_embed.shape:
+        old = int(round((sd['pos_embed'].shape[1] - 1) ** 0.5))
+        sd['pos_embed'] = resample_abs_pos_embed(sd['pos_embed'], list(model.grid_size), [old, old], 1)
+    own = model.state_dict()
+    optional = HEAD_PREFIXES + ('norm.',) if not strict_head else ()
+    # pooling and head belong to the task: a pre-trained norm is dropped under global pooling (as fb/mae does),
+    # a head of another task is replaced
+    sd = {k: v for k, v in sd.items()
+          if not (k.startswith(optional) and (k not in own or own[k].shape != v.shape))}
+    for k, v in sd.items():
+        if k not in own:
+            raise CheckpointError(f'{path}: unexpected key {k!r} for {type(model).__name__}')
+        if own[k].shape != v.shape:
+            raise CheckpointError(f'{path}: key {k!r} has shape {tuple(v.shape)}, the model expects '
+                                  f'{tuple(own[k].shape)}')
+    missing = [k for k in own if k not in sd and not k.startswith(optional)]
+    if missing:
+        raise CheckpointError(f'{path}: missing key {missing[0]!r} ({len(missing)} missing in all)')
+    model.load_state_dict(sd, strict=False)
+    return model
+
+
+def build_encoder(path, arch=None, allow_pickle=False, keep_head=False, **model_kwargs):
+    """Read a checkpoint and return ``(VisionTransformer with its weights, info)``."""
+    sd, info = load_encoder(path, arch, keep_head=keep_head, allow_pickle=allow_pickle)
+    if keep_head and info['has_head']:
+        model_kwargs.setdefault('num_classes', info['num_classes'])
+        model_kwargs.setdefault('global_pool', info['global_pool'])
+    model = vit(info['arch'], **model_kwargs)
+    return load_into(model, sd, path, strict_head=keep_head and info['has_head']), info
+
+
+# ==================================================================== export
+def _vitdet(sd):
+    """detectron2 ViTDet: ``backbone.net.`` + the same block names, no cls token (its pos_embed keeps the slot)."""
+    return {f'backbone.net.{k}': v for k, v in sd.items()
+            if not k.startswith(DECODER_PREFIXES + HEAD_PREFIXES + ('norm.', 'cls_token'))}
+
+
+def _mmseg(sd):
+    """mmsegmentation's MAE (BEiT-style) backbone. qkv's key bias is dropped: it adds the same amount to every
+    logit of a query, so softmax ignores it and the conversion is exact."""
+    out = {}
+    for k, v in sd.items():
+        if k.startswith(DECODER_PREFIXES + HEAD_PREFIXES):
+            continue
+        if k.endswith('attn.qkv.bias'):
+            q, _, vb = v.chunk(3)
+            base = 'backbone.' + k.replace('blocks.', 'layers.')[:-len('qkv.bias')]
+            out[base + 'q_bias'], out[base + 'v_bias'] = q.clone(), vb.clone()
+            continue
+        n = k.replace('patch_embed.proj', 'patch_embed.projection').replace('blocks.', 'layers.')
+        n = n.replace('.norm1.', '.ln1.').replace('.norm2.', '.ln2.')
+        n = n.replace('mlp.fc1', 'ffn.layers.0.0').replace('mlp.fc2', 'ffn.layers.1')
+        n = 'ln1.' + n[len('norm.'):] if n.startswith('norm.') else n
+        out['backbone.' + n] = v
+    return out
+
+
+EXPORT_FORMATS = ('ours', 'fb_mae', 'timm', 'hf_vitmae', 'vitdet', 'mmseg')
+
+
+def export(src, dst, to: str, arch=None, allow_pickle=False):
+    """Convert checkpoint ``src`` (any readable format) to ``to`` at ``dst``; written atomically."""
+    sd, fmt, meta = read_checkpoint(src, allow_pickle)
+    meta = {**meta, 'arch': meta.get('arch') or arch or infer_arch(sd, src)}
+    if meta['arch'] is None:
+        raise CheckpointError(f'{src}: cannot infer the arch from its shapes; pass --arch')
+    meta = {k: v for k, v in meta.items() if v is not None}
+    if to == 'ours':
+        return save_ours(dst, sd, meta)
+    if to == 'fb_mae':
+        return save_checkpoint({'model': sd}, dst)
+    if to == 'timm':
+        enc = {k: v.contiguous() for k, v in sd.items() if not k.startswith(DECODER_PREFIXES)}
+        if str(dst).endswith('.safetensors'):
+            from safetensors.torch import save_file
+            return atomic_write(dst, lambda tmp: save_file(enc, tmp))
+        return save_checkpoint(enc, dst)
+    if to == 'hf_vitmae':
+        return export_hf(sd, meta, dst)
+    if to == 'vitdet':
+        return save_checkpoint({'model': _vitdet(sd)}, dst)
+    if to == 'mmseg':
+        return save_checkpoint({'state_dict': _mmseg(sd), 'meta': {'source': str(src)}}, dst)
+    raise CheckpointError(f'unknown export format {to!r}; expected one of {EXPORT_FORMATS}')
+
+
+def export_hf(sd, meta, folder):
+    """A folder ``ViTMAEForPreTraining.from_pretrained`` reads; built beside ``folder``, then renamed."""
+    from safetensors.torch import save_file
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{folder.name}.', dir=folder.parent))
+    try:
+        save_file(ours_to_hf(sd), str(tmp / 'model.safetensors'), metadata={'format': 'pt'})
+        (tmp / 'config.json').write_text(json.dumps(hf_config(sd, meta), indent=2))
+        if folder.exists():
+            import shutil
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder

@@ -1,0 +1,104 @@
+"""Command-line entry points of mae_core: ``mae-pretrain``, ``mae-convert`` and ``mae-figures``."""
+import argparse
+import sys
+from pathlib import Path
+
+from .checkpoint import EXPORT_FORMATS, CheckpointError
+
+
+def fail(msg: str):
+    print(f'error: {msg}', file=sys.stderr)
+    sys.exit(2)
+
+
+def load_config(path, options=()):
+    from mmengine.config import Config, DictAction  # noqa: F401
+    if not Path(path).is_file():
+        fail(f'{path}: config file not found')
+    try:
+        cfg = Config.fromfile(str(path))
+    except Exception as e:  # a syntax error or a bad _base_ in the user's file
+        fail(f'{path}: unreadable config ({type(e).__name__}: {e})')
+    for opt in options:
+        key, sep, value = opt.partition('=')
+        if not sep:
+            fail(f'--cfg-options {opt!r}: expected key=value')
+        parent, _, leaf = key.rpartition('.')
+        node = cfg
+        for part in filter(None, parent.split('.')):
+            if part not in node:
+                fail(f'--cfg-options {key}: the config has no key {part!r} (in {path})')
+            node = node[part]
+        if leaf not in node:
+            fail(f'--cfg-options {key}: the config has no key {leaf!r} (in {path}); '
+                 f'keys there: {", ".join(sorted(node.keys()))}')
+        cfg.merge_from_dict({key: parse_value(value)})
+    return cfg
+
+
+def parse_value(text: str):
+    import ast
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def pretrain_main(argv=None):
+    p = argparse.ArgumentParser('mae-pretrain', description='MAE pre-training (Table 8 recipe) on mmengine.')
+    p.add_argument('--config', required=True, help='e.g. eval_configs/pretrain/mae_tiny_cpu.py')
+    p.add_argument('--data-root', help='a folder of images (ImageNet layout or flat); default: the config\'s')
+    p.add_argument('--work-dir', help='default: work_dirs/<config name>')
+    p.add_argument('--records-dir', default='results/runs')
+    p.add_argument('--resume', action='store_true', help='continue from the last checkpoint in --work-dir')
+    p.add_argument('--launcher', default='none', choices=['none', 'pytorch', 'slurm'])
+    p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE')
+    args = p.parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options)
+    if args.data_root and not Path(args.data_root).is_dir():
+        fail(f'--data-root {args.data_root}: no such folder (expected a folder of images)')
+    work_dir = args.work_dir or f'work_dirs/{Path(args.config).stem}'
+    from .pretrain import pretrain
+    final, record = pretrain(cfg, work_dir, args.data_root, args.resume, args.launcher, args.records_dir)
+    if final is not None:
+        print(f'final checkpoint: {final}')
+        print(record)
+
+
+def convert_main(argv=None):
+    p = argparse.ArgumentParser('mae-convert', description='Convert an MAE/ViT checkpoint between layouts.')
+    p.add_argument('src', help='a checkpoint file or Hugging Face folder')
+    p.add_argument('dst')
+    p.add_argument('--to', required=True, choices=EXPORT_FORMATS)
+    p.add_argument('--arch', help='for non-standard sizes')
+    p.add_argument('--allow-pickle', action='store_true',
+                   help='allow pickled objects (fb/mae args): only for files you trust')
+    args = p.parse_args(argv)
+    from .checkpoint import export
+    try:
+        out = export(args.src, args.dst, args.to, args.arch, args.allow_pickle)
+    except CheckpointError as e:
+        fail(str(e))
+    print(out)
+
+
+def figures_main(argv=None):
+    p = argparse.ArgumentParser('mae-figures', description='Reconstruction grids like the paper\'s Fig. 4/6.')
+    p.add_argument('--checkpoint', required=True, help='an MAE checkpoint with its decoder')
+    p.add_argument('--images', required=True, help='a folder of images (the first --num are used)')
+    p.add_argument('--out', required=True, help='PNG path')
+    p.add_argument('--mask-ratios', default='0.75', help='comma-separated, e.g. 0.75,0.85,0.95')
+    p.add_argument('--masking', default=None, help='random|block|grid (default: the checkpoint\'s)')
+    p.add_argument('--num', type=int, default=4)
+    p.add_argument('--img-size', type=int, default=None)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--allow-pickle', action='store_true')
+    args = p.parse_args(argv)
+    from .figures import reconstruction_figure
+    try:
+        out = reconstruction_figure(args.checkpoint, args.images, args.out,
+                                    [float(r) for r in args.mask_ratios.split(',')], args.masking, args.num,
+                                    args.img_size, args.seed, args.allow_pickle)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    print(out)

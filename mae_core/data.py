@@ -1,0 +1,118 @@
+"""Images for pre-training (any folder, ImageNet layout or flat) and the generated images behind every smoke
+run: a learnable synthetic task (class = colour + stripe orientation), deterministic from a seed."""
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+from .engine import seeded_draws
+
+IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@lru_cache()
+def imagenet_wnids() -> tuple:
+    """The 1000 ImageNet-1K wnids in the standard (sorted) class order, as timm ships them."""
+    text = resources.files('timm.data').joinpath('_info/imagenet_synsets.txt').read_text()
+    wnids = tuple(line.strip() for line in text.splitlines() if line.strip())
+    assert len(wnids) == 1000 and list(wnids) == sorted(wnids)
+    return wnids
+
+
+@lru_cache()
+def imagenet_class_index() -> dict:
+    return {w: i for i, w in enumerate(imagenet_wnids())}
+
+
+def list_images(root) -> list:
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f'{root}: image folder not found (expected a folder of images, flat or in '
+                                'class sub-folders)')
+    files = sorted(p for p in root.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise FileNotFoundError(f'{root}: no images found (looked for {sorted(IMAGE_SUFFIXES)} files, recursively)')
+    return files
+
+
+def load_rgb(path) -> Image.Image:
+    try:
+        with Image.open(path) as im:
+            return im.convert('RGB')
+    except (OSError, SyntaxError) as e:
+        raise OSError(f'{path}: unreadable image ({e})') from None
+
+
+def pretrain_transform(img_size: int, crop_scale=(0.2, 1.0)):
+    """The paper's pre-training augmentation: RandomResizedCrop (bicubic) + flip only."""
+    return T.Compose([T.RandomResizedCrop(img_size, scale=tuple(crop_scale), interpolation=T.InterpolationMode.BICUBIC),
+                      T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+class PretrainImages(torch.utils.data.Dataset):
+    """Every image under ``root``; indexed by ``(index, sample_seed)`` from :class:`SeededSampler`.
+
+    Returns ``dict(inputs=[3, H, W], seeds=int)``: the seed also fixes the sample's mask.
+    """
+
+    def __init__(self, root, img_size=224, crop_scale=(0.2, 1.0)):
+        self.files = list_images(root)
+        self.transform = pretrain_transform(img_size, crop_scale)
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, key):
+        index, seed = key if isinstance(key, tuple) else (key, key)
+        img = load_rgb(self.files[index])
+        with seeded_draws(seed):
+            x = self.transform(img)
+        return dict(inputs=x, seeds=seed)
+
+
+# ==================================================================== generated images
+def smoke_wnids(num_classes: int = 10) -> list:
+    """Classes for generated data: wnids that ImageNet-A and ImageNet-R both contain, spread over the 1000."""
+    info = resources.files('timm.data').joinpath('_info')
+    a = set(info.joinpath('imagenet_a_synsets.txt').read_text().split())
+    r = set(info.joinpath('imagenet_r_synsets.txt').read_text().split())
+    both = [w for w in imagenet_wnids() if w in a and w in r]
+    step = len(both) // num_classes
+    return [both[i * step] for i in range(num_classes)]
+
+
+def synthetic_image(label: int, num_classes: int, rng: np.random.Generator, size: int = 80) -> np.ndarray:
+    """One [size, size, 3] uint8 image whose class shows as its colour and stripe orientation."""
+    hue = label / num_classes
+    base = 0.5 + 0.4 * np.cos(2 * np.pi * (hue + np.array([0.0, 1 / 3, 2 / 3])))  # class colour
+    angle = np.pi * ((label * 3) % num_classes) / num_classes
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    phase = rng.uniform(0, 2 * np.pi)
+    stripes = np.sin(2 * np.pi * 4 * (xx * np.cos(angle) + yy * np.sin(angle)) + phase)
+    img = base[None, None] * (0.75 + 0.2 * stripes[..., None])
+    cy, cx, rad = rng.uniform(0.2, 0.8, 2).tolist() + [rng.uniform(0.08, 0.2)]  # a distractor disc
+    disc = ((yy - cy) ** 2 + (xx - cx) ** 2) < rad ** 2
+    img[disc] = rng.uniform(0, 1, 3)
+    img = img + rng.normal(0, 0.04, img.shape)
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def write_image(path, array: np.ndarray, quality=90):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, quality=quality)
+
+
+def make_class_folders(root, wnids, per_class: int, seed: int, size=80, prefix='img', ext='.JPEG'):
+    """ImageNet layout ``root/<wnid>/<prefix>_<k>.JPEG``; class k of ``wnids`` is drawn as synthetic label k."""
+    rng = np.random.default_rng(seed)
+    for label, wnid in enumerate(wnids):
+        for k in range(per_class):
+            write_image(Path(root) / wnid / f'{prefix}_{wnid}_{k:04d}{ext}',
+                        synthetic_image(label, len(wnids), rng, size))
+    return Path(root)

@@ -1,0 +1,133 @@
+"""MAE pre-training on mmengine's Runner (Table 8 recipe): AdamW (0.9, 0.95), lr = blr x batch / 256,
+per-iteration linear warm-up then cosine, RandomResizedCrop + flip, bf16 autocast where it pays.
+
+Every run ends with ``WORK_DIR/final.pth`` in our format and a run record of family ``pretrain``."""
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config
+from mmengine.model import BaseModel
+from mmengine.optim import CosineAnnealingLR, LinearLR, OptimWrapper
+from timm.optim import param_groups_weight_decay
+
+from . import engine
+from .checkpoint import file_sha256, save_ours
+from .data import PretrainImages, make_class_folders, smoke_wnids
+from .mae import mae
+
+
+class PretrainModel(BaseModel):
+    """The MAE as mmengine sees it: a batch ``dict(inputs, seeds)`` in, ``dict(loss=...)`` out."""
+
+    def __init__(self, mae_model, mask_ratio: float, bf16: bool):
+        super().__init__()
+        self.mae, self.mask_ratio, self.bf16 = mae_model, mask_ratio, bf16
+
+    def forward(self, inputs, seeds=None, data_samples=None, mode='loss'):
+        with engine.autocast_context(inputs.device.type, self.bf16):
+            loss, _, _ = self.mae(inputs, self.mask_ratio, seeds=seeds.tolist() if seeds is not None else None)
+        return dict(loss=loss.float())
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get('MAE_SUITE_CACHE', Path.home() / '.cache' / 'mae_suite'))
+
+
+def generated_images(spec: dict) -> Path:
+    """The generated pre-training image folder for ``spec`` (made once, then cached; rank 0 makes it)."""
+    n, per, seed, size = spec['num_classes'], spec['per_class'], spec.get('seed', 0), spec.get('size', 80)
+    root = cache_dir() / f'pretrain_images_c{n}_p{per}_s{seed}_{size}px'
+    if engine.is_main_process() and not root.exists():
+        tmp = root.with_name(root.name + f'.tmp{os.getpid()}')
+        make_class_folders(tmp, smoke_wnids(n), per, seed=seed + 1000, size=size, prefix='pretrain')
+        os.replace(tmp, root)
+    if dist.is_initialized():
+        dist.barrier()
+    return root
+
+
+def precision_is_bf16(precision: str) -> bool:
+    if precision not in ('auto', 'bf16', 'fp32'):
+        raise ValueError(f'precision must be auto, bf16 or fp32, got {precision!r}')
+    if precision == 'auto':
+        return torch.cuda.is_available() or engine.cpu_has_bf16()
+    return precision == 'bf16'
+
+
+def pretrain_meta(cfg) -> dict:
+    m = cfg.model
+    return dict(arch=cfg.arch, img_size=cfg.data.img_size, mask_ratio=m.mask_ratio, masking=m.masking,
+                decoder_depth=m.decoder_depth, decoder_embed_dim=m.decoder_embed_dim,
+                decoder_num_heads=m.decoder_num_heads, norm_pix_loss=m.norm_pix_loss,
+                encoder_mask_tokens=m.encoder_mask_tokens, epochs=cfg.schedule.epochs, seed=cfg.seed)
+
+
+def build_schedulers(epochs: int, warmup_epochs: int):
+    """Linear warm-up then cosine to 0, both stepped every iteration (mmengine converts epochs to iters)."""
+    warmup_epochs = min(warmup_epochs, epochs)
+    scheds = []
+    if warmup_epochs:
+        scheds.append(dict(type=LinearLR, start_factor=1e-6, by_epoch=True, begin=0, end=warmup_epochs,
+                           convert_to_iter_based=True))
+    if epochs > warmup_epochs:
+        scheds.append(dict(type=CosineAnnealingLR, T_max=epochs - warmup_epochs, eta_min=0.0, by_epoch=True,
+                           begin=warmup_epochs, end=epochs, convert_to_iter_based=True))
+    return scheds
+
+
+def pretrain(cfg: Config, work_dir, data_root=None, resume=False, launcher='none', records_dir='results/runs'):
+    """Run the pre-training in ``cfg``; returns ``(final_checkpoint, record_path)`` (None on ranks > 0)."""
+    start = time.time()
+    rank, world = engine.init_distributed(launcher)
+    root = data_root or cfg.data.get('root')
+    generated = root is None
+    if generated:
+        if not cfg.data.get('generated'):
+            raise ValueError('no --data-root given and the config has no data.generated section')
+        root = generated_images(cfg.data.generated)
+    dataset = PretrainImages(root, cfg.data.img_size, cfg.data.crop_scale)
+    torch.manual_seed(cfg.seed)  # weight init
+    model = mae(cfg.arch, img_size=cfg.data.img_size, **{k: v for k, v in cfg.model.items() if k != 'mask_ratio'})
+    bf16 = precision_is_bf16(cfg.get('precision', 'auto'))
+    total_batch = cfg.data.batch_size * world
+    lr = cfg.optim.blr * total_batch / 256
+    optimizer = torch.optim.AdamW(param_groups_weight_decay(model, cfg.optim.weight_decay), lr=lr,
+                                  betas=tuple(cfg.optim.betas))
+    sampler = engine.SeededSampler(dataset, seed=cfg.seed, shuffle=True)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=cfg.data.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
+        pin_memory=torch.cuda.is_available(), drop_last=True, persistent_workers=cfg.data.num_workers > 0)
+    if len(loader) == 0:
+        raise ValueError(f'{root}: {len(dataset)} images make no full batch of {cfg.data.batch_size} per process')
+    stats = engine.RunStatsHook(cfg.data.batch_size)
+    runner = engine.Runner(
+        model=PretrainModel(model, cfg.model.mask_ratio, bf16), work_dir=str(work_dir), train_dataloader=loader,
+        train_cfg=dict(by_epoch=True, max_epochs=cfg.schedule.epochs, val_interval=10 ** 9),
+        optim_wrapper=OptimWrapper(optimizer, clip_grad=None),
+        param_scheduler=build_schedulers(cfg.schedule.epochs, cfg.schedule.warmup_epochs),
+        default_hooks=engine.default_hooks(cfg.get('checkpoint_interval', 1), cfg.get('log_interval', 10)),
+        custom_hooks=[stats], visualizer=engine.visualizer_cfg(), resume=resume,
+        launcher=launcher, randomness=dict(seed=cfg.seed),
+        env_cfg=dict(dist_cfg=dict(backend='nccl' if torch.cuda.is_available() else 'gloo')),
+        cfg=dict(cfg.to_dict(), model_wrapper_cfg=engine.model_wrapper_cfg()), log_level='INFO')
+    runner.train()
+    if rank != 0:
+        return None, None
+    meta = {**pretrain_meta(cfg), 'num_heads': model.blocks[0].attn.num_heads, 'total_batch': total_batch,
+            'lr': lr, 'precision': 'bf16' if bf16 else 'fp32'}
+    final = save_ours(Path(work_dir) / 'final.pth', model.state_dict(), meta)
+    from transfer.record import make_record, write_record  # records are shared with the transfer suite
+    end = time.time()
+    rec = make_record(
+        benchmark='mae_pretrain', family='pretrain', headline='loss',
+        metrics=dict(loss=stats.last_loss if stats.last_loss is not None else float('nan'),
+                     images_per_s=stats.images_per_s),
+        model=dict(arch=cfg.arch, checkpoint=str(final), sha256=file_sha256(final), format='ours', pretrain=meta),
+        config=cfg.to_dict(), settings=dict(img_size=cfg.data.img_size, precision=meta['precision']),
+        data=dict(dataset='generated' if generated else 'image folder', split='train',
+                  subset='smoke' if generated else cfg.data.get('subset', 'custom'), num_images=len(dataset),
+                  root=str(root)), start=start, end=end, world_size=world, on_gpu=torch.cuda.is_available())
+    return final, write_record(records_dir, rec)

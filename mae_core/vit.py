@@ -1,0 +1,218 @@
+"""The ViT encoder every part of the suite uses.
+
+Built from timm's ``PatchEmbed`` and ``Block``; the state-dict keys are exactly fb/mae's and timm's
+(``patch_embed.proj.*``, ``cls_token``, ``pos_embed``, ``blocks.N.*``, ``norm.*`` or ``fc_norm.*``, ``head.*``),
+so a checkpoint moves between the three without renaming.
+"""
+from functools import partial
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import PatchEmbed, resample_abs_pos_embed
+from timm.models.vision_transformer import Block
+
+# arch name -> (patch, width, depth, heads); the small ones exist for tests and CPU runs
+ARCHS = {
+    'vit_toy_patch16': (16, 64, 2, 4),
+    'vit_tiny_patch16': (16, 192, 12, 3),
+    'vit_small_patch16': (16, 384, 12, 6),
+    'vit_base_patch16': (16, 768, 12, 12),
+    'vit_large_patch16': (16, 1024, 24, 16),
+    'vit_huge_patch14': (14, 1280, 32, 16),
+}
+
+
+def sincos_pos_embed(dim: int, grid_h: int, grid_w: int, cls_token: bool = True) -> torch.Tensor:
+    """Fixed 2-D sin-cos table ``[1, (1+) h*w, dim]``, as in the reference (float64, then float32).
+
+    The first half of the channels encodes the column index, the second half the row; within each half
+    ``dim/4`` sines come before ``dim/4`` cosines. The cls slot is zeros.
+    """
+    assert dim % 4 == 0, f'embed_dim must be divisible by 4 for a 2-D sin-cos table, got {dim}'
+    omega = torch.arange(dim // 4, dtype=torch.float64) / (dim / 4.0)
+    omega = 1.0 / 10000 ** omega  # [D/4]
+    rows, cols = torch.meshgrid(torch.arange(grid_h, dtype=torch.float64),
+                                torch.arange(grid_w, dtype=torch.float64), indexing='ij')
+
+    def encode(pos):  # [h*w] -> [h*w, D/2]
+        out = pos.reshape(-1, 1) * omega.reshape(1, -1)
+        return torch.cat([out.sin(), out.cos()], dim=1)
+
+    table = torch.cat([encode(cols), encode(rows)], dim=1)
+    if cls_token:
+        table = torch.cat([torch.zeros(1, dim, dtype=torch.float64), table], dim=0)
+    return table.float().unsqueeze(0)
+
+
+def window_partition(x: torch.Tensor, window: int):
+    """[B, H, W, C] -> [B * nW, window*window, C], zero-padding H and W up to a multiple of the window."""
+    B, H, W, C = x.shape
+    pad_h, pad_w = (window - H % window) % window, (window - W % window) % window
+    x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    Hp, Wp = H + pad_h, W + pad_w
+    x = x.view(B, Hp // window, window, Wp // window, window, C).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, window * window, C), (Hp, Wp)
+
+
+def window_unpartition(x: torch.Tensor, window: int, padded_hw, hw) -> torch.Tensor:
+    """Inverse of :func:`window_partition`: [B * nW, window*window, C] -> [B, H, W, C]."""
+    (Hp, Wp), (H, W) = padded_hw, hw
+    B = x.shape[0] // ((Hp // window) * (Wp // window))
+    x = x.view(B, Hp // window, Wp // window, window, window, -1).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(B, Hp, Wp, -1)[:, :H, :W].contiguous()
+
+
+class VisionTransformer(nn.Module):
+    """Plain ViT with a cls token.
+
+    ``global_pool=True`` is the fine-tuning layout of fb/mae (average of patch tokens, then ``fc_norm``, no
+    ``norm``); otherwise the cls token after ``norm`` feeds the head (pre-training and linear probing).
+    ``learnable_pos=False`` keeps the sin-cos table frozen, as in pre-training.
+    ``window_size`` > 0 runs every block not in ``global_blocks`` on non-overlapping windows (ViTDet); the cls
+    token is then dropped after the position embedding, since a window has no place for it.
+    """
+
+    def __init__(self, img_size=224, patch_size=16, in_chans=3, embed_dim=768, depth=12, num_heads=12,
+                 mlp_ratio=4.0, num_classes=0, global_pool=False, drop_path_rate=0.0, learnable_pos=False,
+                 window_size=0, global_blocks: Sequence[int] = (), norm_eps=1e-6):
+        super().__init__()
+        norm_layer = partial(nn.LayerNorm, eps=norm_eps)
+        self.patch_size, self.embed_dim, self.in_chans = patch_size, embed_dim, in_chans
+        self.num_classes, self.global_pool = num_classes, global_pool
+        self.window_size, self.global_blocks = window_size, tuple(global_blocks)
+
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, strict_img_size=False)
+        self.grid_size = self.patch_embed.grid_size
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(sincos_pos_embed(embed_dim, *self.grid_size), requires_grad=learnable_pos)
+        dpr = torch.linspace(0, drop_path_rate, depth).tolist()  # stochastic depth decay rule
+        self.blocks = nn.ModuleList([
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=dpr[i], norm_layer=norm_layer)
+            for i in range(depth)])
+        if global_pool:
+            self.fc_norm = norm_layer(embed_dim)
+        else:
+            self.norm = norm_layer(embed_dim)
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.init_weights()
+
+    # ---------------------------------------------------------------- init
+    def init_weights(self):
+        w = self.patch_embed.proj.weight.data
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))  # like nn.Linear, not a conv fan-in
+        nn.init.normal_(self.cls_token, std=0.02)
+        self.apply(self._init_module)
+        if isinstance(self.head, nn.Linear):  # fine-tuning head, as in the reference
+            nn.init.trunc_normal_(self.head.weight, std=2e-5)
+
+    @staticmethod
+    def _init_module(m):
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    # ---------------------------------------------------------------- helpers for timm's optim utilities
+    @torch.jit.ignore
+    def no_weight_decay(self):
+        return {'pos_embed', 'cls_token'}
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse=False):
+        # layer 0 = embeddings, block i = i + 1, everything after the blocks = depth + 1 (fb/mae's lrd mapping)
+        return dict(stem=r'^cls_token|pos_embed|patch_embed',
+                    blocks=[(r'^blocks\.(\d+)', None), (r'^norm|^fc_norm|^head', (99999,))])
+
+    # ---------------------------------------------------------------- embedding
+    def pos_embed_for(self, grid_hw) -> torch.Tensor:
+        """Position table for a grid of ``grid_hw`` patches (bicubic resampling, cls slot kept)."""
+        if tuple(grid_hw) == tuple(self.grid_size):
+            return self.pos_embed
+        return resample_abs_pos_embed(self.pos_embed, list(grid_hw), list(self.grid_size), num_prefix_tokens=1)
+
+    def embed(self, x: torch.Tensor):
+        """Images [B, C, H, W] -> patch tokens with position [B, L, D], cls token with position [B, 1, D]."""
+        grid = (x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size)
+        if x.shape[-2] % self.patch_size or x.shape[-1] % self.patch_size:
+            raise ValueError(f'input size {tuple(x.shape[-2:])} is not a multiple of the patch size {self.patch_size}')
+        pos = self.pos_embed_for(grid)
+        tokens = self.patch_embed(x) + pos[:, 1:]
+        cls = (self.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
+        return tokens, cls, grid
+
+    # ---------------------------------------------------------------- trunk
+    def run_blocks(self, x: torch.Tensor, grid, out_blocks: Sequence[int] = ()):
+        """Run all blocks on [B, (1+)L, D]; returns the final tokens and those after each of ``out_blocks``."""
+        outs = []
+        for i, blk in enumerate(self.blocks):
+            if self.window_size and i not in self.global_blocks:
+                B, _, C = x.shape
+                win, padded = window_partition(x.view(B, *grid, C), self.window_size)
+                x = window_unpartition(blk(win), self.window_size, padded, grid).view(B, -1, C)
+            else:
+                x = blk(x)
+            if i in out_blocks:
+                outs.append(x)
+        return x, outs
+
+    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Images -> all tokens after the last block, [B, 1+L, D] (normalised unless ``global_pool``)."""
+        tokens, cls, grid = self.embed(x)
+        x, _ = self.run_blocks(torch.cat([cls, tokens], dim=1), grid)
+        return x if self.global_pool else self.norm(x)
+
+    def forward_features(self, x: torch.Tensor, out_blocks: Sequence[int] = None):
+        """Images -> token maps [B, D, H/p, W/p] after each of ``out_blocks`` (default: the last block).
+
+        Detection and segmentation build their pyramids from these; the maps are not normalised.
+        """
+        out_blocks = tuple(out_blocks) if out_blocks is not None else (len(self.blocks) - 1,)
+        tokens, cls, grid = self.embed(x)
+        with_cls = not self.window_size
+        x = torch.cat([cls, tokens], dim=1) if with_cls else tokens
+        _, outs = self.run_blocks(x, grid, out_blocks)
+        prefix = 1 if with_cls else 0
+        return [o[:, prefix:].transpose(1, 2).reshape(o.shape[0], -1, *grid) for o in outs]
+
+    def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if self.global_pool:
+            x = self.fc_norm(tokens[:, 1:].mean(dim=1))  # [B, D]
+        else:
+            x = tokens[:, 0]
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_tokens(x))
+
+
+def vit(arch: str, **kwargs) -> VisionTransformer:
+    """Build an encoder by arch name (see ``ARCHS``); keyword arguments override the defaults."""
+    if arch not in ARCHS:
+        raise ValueError(f'unknown arch {arch!r}; expected one of {sorted(ARCHS)}')
+    patch, width, depth, heads = ARCHS[arch]
+    return VisionTransformer(**{**dict(patch_size=patch, embed_dim=width, depth=depth, num_heads=heads), **kwargs})
+
+
+def vit_base_patch16(**kwargs):
+    return vit('vit_base_patch16', **kwargs)
+
+
+def vit_large_patch16(**kwargs):
+    return vit('vit_large_patch16', **kwargs)
+
+
+def vit_huge_patch14(**kwargs):
+    return vit('vit_huge_patch14', **kwargs)
+
+
+def vit_tiny_patch16(**kwargs):
+    return vit('vit_tiny_patch16', **kwargs)
+
+
+def vit_small_patch16(**kwargs):
+    return vit('vit_small_patch16', **kwargs)

@@ -1,0 +1,105 @@
+"""Small generated datasets in each real format, for smoke runs, tests and the demo.
+
+Deterministic from a seed, made on first use under the cache folder, written to a temp folder and renamed, so
+an interrupted generation never leaves a half dataset behind. The classes are the learnable synthetic task of
+``mae_core.data`` (colour + stripe orientation), on wnids that ImageNet-A and -R both contain."""
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from mae_core.data import make_class_folders, smoke_wnids, synthetic_image, write_image
+from mae_core.pretrain import cache_dir
+
+NUM_CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS, SIZE = 10, 24, 8, 80
+
+
+def cached(name: str, make) -> Path:
+    """``cache/smoke/<name>``, made by ``make(tmp_root)`` the first time."""
+    root = cache_dir() / 'smoke' / name
+    if root.exists():
+        return root
+    tmp = root.with_name(f'.{name}.tmp{os.getpid()}')
+    shutil.rmtree(tmp, ignore_errors=True)
+    make(tmp)
+    try:
+        os.replace(tmp, root)
+    except OSError:  # another process made it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def _labelled_images(split: str, seed: int):
+    """[(label, k, image)] for a split: the same classes in every format, different draws per split."""
+    rng = np.random.default_rng(seed + (0 if split == 'train' else 1))
+    per = TRAIN_PER_CLASS if split == 'train' else VAL_PER_CLASS
+    return [(c, k, synthetic_image(c, NUM_CLASSES, rng, SIZE)) for c in range(NUM_CLASSES) for k in range(per)]
+
+
+def imagenet(seed=0) -> Path:
+    def make(root):
+        wnids = smoke_wnids(NUM_CLASSES)
+        make_class_folders(root / 'train', wnids, TRAIN_PER_CLASS, seed, SIZE, prefix='train')
+        make_class_folders(root / 'val', wnids, VAL_PER_CLASS, seed + 1, SIZE, prefix='val')
+    return cached(f'imagenet_s{seed}', make)
+
+
+def inat(year: int, seed=0) -> Path:
+    def make(root):
+        cats = [dict(id=c, name=f'species_{c}', supercategory='Synthetica') for c in range(NUM_CLASSES)]
+        for split in ('train', 'val'):
+            images, anns = [], []
+            for i, (c, k, img) in enumerate(_labelled_images(split, seed)):
+                rel = f'train_val{year}/Synthetica/species_{c}/{split}_{k:04d}.jpg'
+                write_image(root / rel, img)
+                images.append(dict(id=i, file_name=rel, width=SIZE, height=SIZE))
+                anns.append(dict(id=i, image_id=i, category_id=c))
+            (root / f'{split}{year}.json').write_text(json.dumps(dict(images=images, annotations=anns,
+                                                                        categories=cats)))
+    return cached(f'inat{year}_s{seed}', make)
+
+
+def places365(seed=0) -> Path:
+    def make(root):
+        lines = {'train': [], 'val': []}
+        for split in ('train', 'val'):
+            for n, (c, k, img) in enumerate(_labelled_images(split, seed)):
+                if split == 'train':
+                    rel = f'/s/scene_{c}/{k + 1:08d}.jpg'
+                    write_image(root / 'data_256' / rel.lstrip('/'), img)
+                else:
+                    rel = f'Places365_val_{n + 1:08d}.jpg'
+                    write_image(root / 'val_256' / rel, img)
+                lines[split].append(f'{rel} {c}')
+        (root / 'places365_train_standard.txt').write_text('\n'.join(lines['train']) + '\n')
+        (root / 'places365_val.txt').write_text('\n'.join(lines['val']) + '\n')
+    return cached(f'places365_s{seed}', make)
+
+
+def places205(seed=0) -> Path:
+    def make(root):
+        (root / 'trainvalsplit_places205').mkdir(parents=True)
+        for split in ('train', 'val'):
+            lines = []
+            for c, k, img in _labelled_images(split, seed):
+                rel = f's/scene_{c}/{split}_{k:06d}.jpg'
+                write_image(root / 'images256' / rel, img)
+                lines.append(f'{rel} {c}')
+            (root / 'trainvalsplit_places205' / f'{split}_places205.csv').write_text('\n'.join(lines) + '\n')
+    return cached(f'places205_s{seed}', make)
+
+
+def for_dataset(spec: dict) -> Path:
+    """The generated root for a config's ``dataset`` section."""
+    fmt = spec['format']
+    if fmt == 'imagenet':
+        return imagenet()
+    if fmt == 'inat':
+        return inat(spec['year'])
+    if fmt == 'places365':
+        return places365()
+    if fmt == 'places205':
+        return places205()
+    raise ValueError(f'no smoke data generator for dataset.format {fmt!r}')

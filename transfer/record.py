@@ -1,0 +1,140 @@
+"""Run records: one JSON per finished run, the only input of ``reproduce-tables`` besides the paper's CSVs.
+
+A record is written atomically at the end of a run and validated on write and on read. Fields (DESIGN.md):
+schema, run_id, benchmark, family, status, metrics (percent, named as in the paper), headline, model, config,
+config_hash, settings (what changes a number's meaning), data (subset!), code, env, time.
+"""
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+from mae_core.checkpoint import atomic_write
+
+SCHEMA = 'mae-suite/run-record/v1'
+FULL = 'full'  # the only subset whose numbers stand beside the paper's
+
+# field -> (type, required keys inside it)
+FIELDS = {
+    'schema': (str, ()), 'run_id': (str, ()), 'benchmark': (str, ()), 'family': (str, ()), 'status': (str, ()),
+    'metrics': (dict, ()), 'headline': (str, ()),
+    'model': (dict, ('arch', 'checkpoint', 'sha256', 'format')),
+    'config': (dict, ()), 'config_hash': (str, ()), 'settings': (dict, ()),
+    'data': (dict, ('dataset', 'split', 'subset', 'num_images')),
+    'code': (dict, ('version', 'git_sha', 'dirty')),
+    'env': (dict, ('torch', 'device', 'world_size')),
+    'time': (dict, ('start', 'end', 'wall_s', 'device_hours')),
+}
+
+
+class RecordError(ValueError):
+    """A malformed record; the message names the file and the field."""
+
+
+def validate(rec: dict, where='<record>') -> dict:
+    if not isinstance(rec, dict):
+        raise RecordError(f'{where}: a record must be a JSON object')
+    for field, (typ, keys) in FIELDS.items():
+        if field not in rec:
+            raise RecordError(f'{where}: missing field {field!r}')
+        if not isinstance(rec[field], typ):
+            raise RecordError(f'{where}: field {field!r} must be {typ.__name__}, got {type(rec[field]).__name__}')
+        for k in keys:
+            if k not in rec[field]:
+                raise RecordError(f'{where}: field {field}.{k} is missing')
+    if rec['schema'] != SCHEMA:
+        raise RecordError(f'{where}: field schema is {rec["schema"]!r}, this version reads {SCHEMA!r}')
+    for name, value in rec['metrics'].items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise RecordError(f'{where}: field metrics.{name} must be a number, got {value!r}')
+    if rec['status'] == 'finished' and rec['headline'] not in rec['metrics']:
+        raise RecordError(f'{where}: field headline names {rec["headline"]!r}, which is not in metrics')
+    return rec
+
+
+def config_hash(cfg: dict) -> str:
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def code_info() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+    root = Path(__file__).resolve().parent.parent
+    try:
+        ver = version('mae-transfer-suite')
+    except PackageNotFoundError:
+        ver = 'unknown'
+
+    def git(*args):
+        try:
+            return subprocess.run(['git', *args], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ''
+    sha = git('rev-parse', 'HEAD') or 'unknown'
+    dirty = bool(git('status', '--porcelain', '--untracked-files=no')) if sha != 'unknown' else False
+    return dict(version=ver, git_sha=sha, dirty=dirty)
+
+
+def env_info(world_size: int = 1) -> dict:
+    import timm
+    import torch
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f'cpu ({platform.processor() or platform.machine()})'
+    try:
+        import mmengine
+        mm = mmengine.__version__
+    except ImportError:
+        mm = None
+    return dict(torch=torch.__version__, timm=timm.__version__, mmengine=mm, python=platform.python_version(),
+                device=device, world_size=world_size)
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')
+
+
+def time_info(start: float, end: float, world_size: int, on_gpu: bool) -> dict:
+    wall = end - start
+    iso = lambda t: dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec='seconds')
+    return dict(start=iso(start), end=iso(end), wall_s=round(wall, 3),
+                device_hours=round(wall * world_size / 3600, 6), device_kind='gpu' if on_gpu else 'cpu')
+
+
+def make_record(*, benchmark, family, metrics, headline, model, config, settings, data, start, end,
+                world_size=1, on_gpu=False, status='finished') -> dict:
+    stamp = dt.datetime.fromtimestamp(end, dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
+    rec = dict(schema=SCHEMA, run_id=f'{stamp}-{model["sha256"][:8]}-{os.getpid()}', benchmark=benchmark,
+               family=family, status=status, metrics={k: float(v) for k, v in metrics.items()}, headline=headline,
+               model=model, config=config, config_hash=config_hash(config), settings=settings, data=data,
+               code=code_info(), env=env_info(world_size), time=time_info(start, end, world_size, on_gpu))
+    return validate(rec)
+
+
+def write_record(records_dir, rec: dict) -> Path:
+    """Validate and write ``RECORDS/<benchmark>/<run_id>.json`` atomically; returns the path."""
+    validate(rec)
+    path = Path(records_dir) / rec['benchmark'] / f'{rec["run_id"]}.json'
+
+    def write(tmp):
+        with open(tmp, 'w') as f:
+            json.dump(rec, f, indent=2, sort_keys=False, default=str)
+    return atomic_write(path, write)
+
+
+def read_record(path) -> dict:
+    path = Path(path)
+    try:
+        rec = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise RecordError(f'{path}: not valid JSON ({e})') from None
+    return validate(rec, str(path))
+
+
+def read_records(records_dir) -> list:
+    """Every record under ``records_dir`` (``<bench>/<run_id>.json``), oldest first; [] if there is none."""
+    root = Path(records_dir)
+    if not root.is_dir():
+        return []
+    recs = [read_record(p) for p in sorted(root.glob('*/*.json'))]
+    return sorted(recs, key=lambda r: r['time']['end'])
