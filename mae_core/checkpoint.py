@@ -29,25 +29,47 @@ class CheckpointError(ValueError):
 
 
 # ==================================================================== atomic save
-def atomic_write(path, write_fn):
-    """Write ``path`` through ``write_fn(tmp_path)`` into a temp file in the same folder, fsync, then rename.
+def _link_unnamed(fd: int, name: Path):
+    """Give the O_TMPFILE file ``fd`` a name: linkat(2) with AT_SYMLINK_FOLLOW, which os.link does not pass."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    AT_FDCWD, AT_SYMLINK_FOLLOW = -100, 0x400
+    if libc.linkat(AT_FDCWD, f'/proc/self/fd/{fd}'.encode(), AT_FDCWD, os.fsencode(name), AT_SYMLINK_FOLLOW) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(name))
 
-    A crash at any point leaves either the old file or the new one, never a partial one, and no temp file
-    outlives an exception.
+
+def atomic_write(path, write_fn):
+    """Write ``path`` through ``write_fn(tmp_path)``, fsync, then move it into place in one rename.
+
+    On Linux the data goes to an unnamed file (``O_TMPFILE``) in the target folder that only gets a name once
+    complete, so even ``kill -9`` mid-write leaves neither a partial file nor a temp file behind. Elsewhere a
+    named temp file is used and removed on any exception.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    os.close(fd)
+    tmp_name = path.parent / f'.{path.name}.{os.getpid()}.tmp'
     try:
-        write_fn(tmp)
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        fd = os.open(path.parent, os.O_TMPFILE | os.O_WRONLY, 0o644)
+    except (AttributeError, OSError):  # no O_TMPFILE here (not Linux, or a filesystem without it)
+        fd = None
+    try:
+        if fd is not None:
+            write_fn(f'/proc/self/fd/{fd}')
+            os.fsync(fd)
+            _link_unnamed(fd, tmp_name)
+        else:
+            write_fn(str(tmp_name))
+            with open(tmp_name, 'rb+') as f:
+                os.fsync(f.fileno())
+        os.replace(tmp_name, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp_name.exists():
+            tmp_name.unlink()
         raise
+    finally:
+        if fd is not None:
+            os.close(fd)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -90,9 +112,13 @@ def _read_raw(path: Path, allow_pickle: bool):
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
+        import re
+        found = re.search(r'Unsupported global: GLOBAL (\S+)', str(e))
+        if not found:
+            raise CheckpointError(f'{path}: not a readable PyTorch checkpoint (truncated or not a checkpoint)') from None
         if not allow_pickle:
             raise CheckpointError(
-                f'{path}: holds pickled Python objects beyond tensors ({str(e).splitlines()[0][:160]}); fb/mae '
+                f'{path}: holds pickled Python objects beyond tensors (e.g. {found.group(1)}); fb/mae '
                 'files pickle their argparse args. Unpickling runs code from the file, so it is off by default: '
                 'pass --allow-pickle (allow_pickle=True) only for a file you trust') from None
         try:
@@ -397,8 +423,8 @@ def export(src, dst, to: str, arch=None, allow_pickle=False):
     if to == 'timm':
         enc = {k: v.contiguous() for k, v in sd.items() if not k.startswith(DECODER_PREFIXES)}
         if str(dst).endswith('.safetensors'):
-            from safetensors.torch import save_file
-            return atomic_write(dst, lambda tmp: save_file(enc, tmp))
+            from safetensors.torch import save
+            return atomic_write(dst, lambda tmp: Path(tmp).write_bytes(save(enc)))
         return save_checkpoint(enc, dst)
     if to == 'hf_vitmae':
         return export_hf(sd, meta, dst)

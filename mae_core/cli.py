@@ -102,3 +102,10 @@ def figures_main(argv=None):
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         fail(str(e))
     print(out)
+
+
+if __name__ == '__main__':
+    commands = {'pretrain': pretrain_main, 'convert': convert_main, 'figures': figures_main}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        fail(f'usage: python -m mae_core.cli {{{",".join(commands)}}} ...')
+    commands[sys.argv[1]](sys.argv[2:])

@@ -62,7 +62,8 @@ def pretrain_meta(cfg) -> dict:
     return dict(arch=cfg.arch, img_size=cfg.data.img_size, mask_ratio=m.mask_ratio, masking=m.masking,
                 decoder_depth=m.decoder_depth, decoder_embed_dim=m.decoder_embed_dim,
                 decoder_num_heads=m.decoder_num_heads, norm_pix_loss=m.norm_pix_loss,
-                encoder_mask_tokens=m.encoder_mask_tokens, epochs=cfg.schedule.epochs, seed=cfg.seed)
+                encoder_mask_tokens=m.encoder_mask_tokens, epochs=cfg.schedule.epochs, seed=cfg.seed,
+                crop_scale=list(cfg.data.crop_scale))
 
 
 def build_schedulers(epochs: int, warmup_epochs: int):
@@ -117,6 +118,7 @@ def pretrain(cfg: Config, work_dir, data_root=None, resume=False, launcher='none
     if rank != 0:
         return None, None
     meta = {**pretrain_meta(cfg), 'num_heads': model.blocks[0].attn.num_heads, 'total_batch': total_batch,
+            'pretrain_data': 'generated (smoke)' if generated else Path(root).name,
             'lr': lr, 'precision': 'bf16' if bf16 else 'fp32'}
     final = save_ours(Path(work_dir) / 'final.pth', model.state_dict(), meta)
     from transfer.record import make_record, write_record  # records are shared with the transfer suite

@@ -197,7 +197,7 @@ def run(bench, cfg, ctx) -> Outcome:
                     total_batch=cfg.batch_size * core.world_size() * cfg.get('accum_iter', 1))
     if cfg.protocol == 'partial':
         settings['k'] = cfg.k
-    extra = {}
+    extra = dict(work_dir=str(Path(ctx.work_dir).resolve()))
     if not ctx.eval_only and core.is_main_process() and cfg.protocol != 'linprobe':
         meta = dict(arch=info['arch'], num_classes=num_classes, global_pool=vit.global_pool, img_size=cfg.img_size,
                     finetuned=dict(benchmark=bench.name, protocol=cfg.protocol, k=cfg.get('k')),
