@@ -1,0 +1,76 @@
+"""run_transfer.py as a user runs it: list, bad input, one benchmark under torchrun, and `all`."""
+import dataclasses
+import re
+import sys
+
+import pytest
+
+from conftest import REPO, run
+from transfer import cli, registry
+from transfer.record import read_record, read_records
+
+RUN = [sys.executable, str(REPO / 'run_transfer.py')]
+
+
+def test_list_names_every_benchmark_with_family_dataset_metrics_and_table():
+    out = run(RUN + ['list']).stdout
+    for b in registry.BENCHMARKS.values():
+        line = next(l for l in out.splitlines() if l.startswith(b.name + ' '))
+        assert b.family in line and b.dataset in line and ','.join(b.metrics) in line and b.paper_table in line
+
+
+@pytest.mark.parametrize('args,message', [
+    (['no_such_bench', '--checkpoint', 'x'], "unknown benchmark 'no_such_bench'"),
+    (['in1k_linprobe', '--checkpoint', '/nonexistent.pth'], '--checkpoint /nonexistent.pth: no such file'),
+    (['in1k_linprobe', '--checkpoint', '{ckpt}', '--data-root', '/nonexistent'], '--data-root /nonexistent: no such folder'),
+    (['in1k_linprobe', '--checkpoint', '{ckpt}'], 'no data root: pass --data-root'),
+    (['in1k_linprobe', '--checkpoint', '{ckpt}', '--config', '{bad_cfg}'], 'bad.py: unreadable config'),
+    (['in1k_linprobe', '--checkpoint', '{ckpt}', '--smoke', '--cfg-options', 'optim.nope=1'],
+     "--cfg-options optim.nope: the config has no key 'nope'"),
+    (['in1k_linprobe', '--checkpoint', '{junk}', '--smoke'], 'junk.pth: not a readable PyTorch checkpoint'),
+])
+def test_bad_input_is_one_line_on_stderr_exit_2_and_nothing_written(args, message, tiny_checkpoint, tmp_path):
+    bad_cfg, junk = tmp_path / 'bad.py', tmp_path / 'junk.pth'
+    bad_cfg.write_text('epochs = (\n')
+    junk.write_bytes(b'not a checkpoint')
+    args = [a.format(ckpt=tiny_checkpoint[0], bad_cfg=bad_cfg, junk=junk) for a in args]
+    proc = run(RUN + args + ['--records-dir', str(tmp_path / 'records')], cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / 'records').exists() and not (tmp_path / 'work_dirs').exists()
+
+
+def test_torchrun_two_processes_write_one_record_over_the_whole_val_set(tiny_checkpoint, tmp_path):
+    proc = run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', str(REPO / 'run_transfer.py'),
+                'in1k_linprobe', '--checkpoint', str(tiny_checkpoint[0]), '--smoke', '--launcher', 'pytorch',
+                '--records-dir', str(tmp_path / 'records')], cwd=tmp_path, timeout=300)
+    records = list((tmp_path / 'records').glob('*/*.json'))
+    assert len(records) == 1
+    rec = read_record(records[0])
+    assert rec['env']['world_size'] == 2 and rec['data']['num_images'] == 80 and rec['data']['subset'] == 'smoke'
+    assert proc.stdout.strip().splitlines()[-1] == str(records[0])
+
+
+def test_all_ran_every_benchmark_and_a_rerun_skips_them(smoke_all, tiny_checkpoint, tmp_path):
+    records, records_dir, stdout = smoke_all
+    assert set(records) == set(registry.BENCHMARKS)
+    for name in registry.BENCHMARKS:
+        assert any(line.startswith(name) and 'finished' in line for line in stdout.splitlines())
+    again = run(RUN + ['all', '--checkpoint', str(tiny_checkpoint[0]), '--smoke', '--records-dir',
+                       str(records_dir)], cwd=tmp_path)
+    assert again.stdout.count('skipped (done)') == len(registry.BENCHMARKS)
+    assert len(read_records(records_dir)) == len(registry.BENCHMARKS)
+
+
+def test_all_goes_on_past_a_failing_benchmark_and_exits_non_zero(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    def broken(bench, cfg, ctx):
+        raise RuntimeError('this benchmark is broken')
+    broken_inat = dataclasses.replace(registry.BENCHMARKS['inat2019'], run=broken)
+    monkeypatch.setattr(cli, 'BENCHMARKS', {'inat2019': broken_inat, 'in1k_linprobe': registry.BENCHMARKS['in1k_linprobe']})
+    monkeypatch.chdir(tmp_path)
+    status = cli.main(['all', '--checkpoint', str(tiny_checkpoint[0]), '--smoke', '--records-dir', str(tmp_path / 'r')])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert re.search(r'^inat2019\s+failed: RuntimeError: this benchmark is broken', out, re.M)
+    assert re.search(r'^in1k_linprobe\s+finished\s+top1', out, re.M)
+    assert [r['benchmark'] for r in read_records(tmp_path / 'r')] == ['in1k_linprobe']
