@@ -188,3 +188,13 @@ def cpu_has_bf16() -> bool:
         return 'avx512_bf16' in flags or 'amx_bf16' in flags
     except OSError:
         return False
+
+
+def release_workers(*loaders):
+    """Stop the persistent worker processes of finished loaders now, not at garbage collection: ``run_transfer
+    all`` runs benchmarks one after another in one process, and idle workers would pile up."""
+    for loader in loaders:
+        iterator = getattr(loader, '_iterator', None)
+        if iterator is not None and hasattr(iterator, '_shutdown_workers'):
+            iterator._shutdown_workers()
+            loader._iterator = None

@@ -41,10 +41,10 @@ class MaskedAutoencoder(VisionTransformer):
         self.decoder_norm = norm_layer(decoder_embed_dim)
         self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size ** 2 * in_chans)
         assert self.decoder_pos_embed.shape[1] == num_patches + 1
-        self.init_weights()
+        self.initialize_weights()
 
-    def init_weights(self):
-        super().init_weights()
+    def initialize_weights(self):
+        super().initialize_weights()
         for name in ('mask_token', 'encoder_mask_token'):
             if hasattr(self, name):
                 nn.init.normal_(getattr(self, name), std=0.02)

@@ -114,7 +114,10 @@ def pretrain(cfg: Config, work_dir, data_root=None, resume=False, launcher='none
         launcher=launcher, randomness=dict(seed=cfg.seed),
         env_cfg=dict(dist_cfg=dict(backend='nccl' if torch.cuda.is_available() else 'gloo')),
         cfg=dict(cfg.to_dict(), model_wrapper_cfg=engine.model_wrapper_cfg()), log_level='INFO')
-    runner.train()
+    try:
+        runner.train()
+    finally:
+        engine.release_workers(loader)
     if rank != 0:
         return None, None
     meta = {**pretrain_meta(cfg), 'num_heads': model.blocks[0].attn.num_heads, 'total_batch': total_batch,

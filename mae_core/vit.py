@@ -96,10 +96,12 @@ class VisionTransformer(nn.Module):
         else:
             self.norm = norm_layer(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-        self.init_weights()
+        self.initialize_weights()
 
     # ---------------------------------------------------------------- init
-    def init_weights(self):
+    def initialize_weights(self):
+        # Not named ``init_weights``: mmengine's Runner calls that on every sub-module after it is built, which
+        # would re-initialise an encoder we have just loaded from a checkpoint.
         w = self.patch_embed.proj.weight.data
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))  # like nn.Linear, not a conv fan-in
         nn.init.normal_(self.cls_token, std=0.02)
@@ -117,16 +119,10 @@ class VisionTransformer(nn.Module):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
-    # ---------------------------------------------------------------- helpers for timm's optim utilities
+    # ---------------------------------------------------------------- optimiser helpers
     @torch.jit.ignore
     def no_weight_decay(self):
         return {'pos_embed', 'cls_token'}
-
-    @torch.jit.ignore
-    def group_matcher(self, coarse=False):
-        # layer 0 = embeddings, block i = i + 1, everything after the blocks = depth + 1 (fb/mae's lrd mapping)
-        return dict(stem=r'^cls_token|pos_embed|patch_embed',
-                    blocks=[(r'^blocks\.(\d+)', None), (r'^norm|^fc_norm|^head', (99999,))])
 
     # ---------------------------------------------------------------- embedding
     def pos_embed_for(self, grid_hw) -> torch.Tensor:

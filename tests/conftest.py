@@ -4,13 +4,14 @@ runs every registered benchmark once in smoke mode (``run_transfer.py all --smok
 Generated data goes to a per-session cache folder, never to the user's ~/.cache."""
 import os
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get('MAE_SUITE_TEST_CACHE', '/tmp/mae_suite_test_cache'))
+CACHE = Path(os.environ.get('MAE_SUITE_TEST_CACHE') or tempfile.mkdtemp(prefix='mae_suite_test_cache_'))
 os.environ['MAE_SUITE_CACHE'] = str(CACHE)
 
 

@@ -176,20 +176,23 @@ def run(bench, cfg, ctx) -> Outcome:
                                   log_interval=cfg.get('log_interval', 10))
     model = Classifier(vit, mixup, criterion, bf16)
     evaluator = Evaluator(engine.TopKAccuracy())
-    if ctx.eval_only:
-        runner = core.Runner(model=model, val_dataloader=val_loader, val_cfg=dict(), val_evaluator=evaluator,
-                             custom_hooks=[keep], **kwargs)
-        runner.val()
-    else:
-        lr = engine.scaled_lr(cfg.optim.blr, cfg.batch_size, cfg.get('accum_iter', 1))
-        runner = core.Runner(
-            model=model, train_dataloader=train_loader, val_dataloader=val_loader, val_cfg=dict(),
-            val_evaluator=evaluator, train_cfg=dict(by_epoch=True, max_epochs=cfg.epochs, val_interval=cfg.epochs),
-            optim_wrapper=engine.build_optim_wrapper(vit, cfg.optim, lr, cfg.get('accum_iter', 1)),
-            param_scheduler=build_schedulers(cfg.epochs, cfg.warmup_epochs), custom_hooks=[keep], **kwargs)
-        runner.train()
-        if keep.metrics is None:  # resumed after the last epoch had been saved: evaluate it now
-            keep.metrics = runner.val_loop.run()
+    try:
+        if ctx.eval_only:
+            runner = core.Runner(model=model, val_dataloader=val_loader, val_cfg=dict(), val_evaluator=evaluator,
+                                 custom_hooks=[keep], **kwargs)
+            runner.val()
+        else:
+            lr = engine.scaled_lr(cfg.optim.blr, cfg.batch_size, cfg.get('accum_iter', 1))
+            runner = core.Runner(
+                model=model, train_dataloader=train_loader, val_dataloader=val_loader, val_cfg=dict(),
+                val_evaluator=evaluator, train_cfg=dict(by_epoch=True, max_epochs=cfg.epochs, val_interval=cfg.epochs),
+                optim_wrapper=engine.build_optim_wrapper(vit, cfg.optim, lr, cfg.get('accum_iter', 1)),
+                param_scheduler=build_schedulers(cfg.epochs, cfg.warmup_epochs), custom_hooks=[keep], **kwargs)
+            runner.train()
+            if keep.metrics is None:  # resumed after the last epoch had been saved: evaluate it now
+                keep.metrics = runner.val_loop.run()
+    finally:
+        core.release_workers(train_loader, val_loader)
     metrics = {k: float(v) for k, v in keep.metrics.items() if k in ('top1', 'top5')}
     n_images = int(keep.metrics['num_images'])
     settings = dict(protocol=cfg.protocol, img_size=cfg.img_size, recipe=cfg.recipe, epochs=cfg.epochs,
@@ -197,7 +200,7 @@ def run(bench, cfg, ctx) -> Outcome:
                     total_batch=cfg.batch_size * core.world_size() * cfg.get('accum_iter', 1))
     if cfg.protocol == 'partial':
         settings['k'] = cfg.k
-    extra = dict(work_dir=str(Path(ctx.work_dir).resolve()))
+    extra = dict(work_dir=ctx.work_dir)
     if not ctx.eval_only and core.is_main_process() and cfg.protocol != 'linprobe':
         meta = dict(arch=info['arch'], num_classes=num_classes, global_pool=vit.global_pool, img_size=cfg.img_size,
                     finetuned=dict(benchmark=bench.name, protocol=cfg.protocol, k=cfg.get('k')),

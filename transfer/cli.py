@@ -96,7 +96,8 @@ def resolve(bench_name, args):
     resolved = cfg.to_dict()
     work_dir = args.work_dir or str(Path('work_dirs') / bench_name /
                                     f'{sha[:10]}-{rec_lib.config_hash(resolved)[:10]}{"-smoke" if args.smoke else ""}')
-    ctx = RunContext(str(Path(args.checkpoint).resolve()), info['arch'], args.allow_pickle, args.smoke, work_dir,
+    ctx = RunContext(str(Path(args.checkpoint).resolve()), info['arch'], args.allow_pickle, args.smoke,
+                     str(Path(work_dir).resolve()),
                      args.resume, args.eval_only, args.launcher, args.records_dir, info, sha)
     return bench, cfg, ctx
 

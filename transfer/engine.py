@@ -5,7 +5,7 @@ import time
 import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.optim import OptimWrapper
-from timm.optim import param_groups_layer_decay, param_groups_weight_decay
+from timm.optim import param_groups_weight_decay
 
 from mae_core import engine as core
 from mae_core.pretrain import build_schedulers
@@ -45,11 +45,29 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
+def layer_id(name: str, depth: int) -> int:
+    """fb/mae's layer of a parameter: embeddings 0, block i -> i + 1, everything after the blocks -> depth + 1."""
+    if name.startswith(('cls_token', 'pos_embed', 'patch_embed')):
+        return 0
+    if name.startswith('blocks.'):
+        return int(name.split('.')[1]) + 1
+    return depth + 1
+
+
 def layer_decay_groups(vit, weight_decay: float, layer_decay: float):
-    """Param groups with lr scale ``layer_decay ** (n - layer_id)``: n = blocks + 1, embeddings are layer 0,
-    block i is i + 1, norm/head are n. No weight decay on 1-D parameters, ``pos_embed`` and ``cls_token``."""
-    return param_groups_layer_decay(vit, weight_decay=weight_decay, no_weight_decay_list=vit.no_weight_decay(),
-                                    layer_decay=layer_decay)
+    """Param groups with lr scale ``layer_decay ** (n - layer_id)``, n = blocks + 1. No weight decay on 1-D
+    parameters, ``pos_embed`` and ``cls_token``. (timm's ``param_groups_layer_decay`` puts the last block in the
+    head's group, scale 1 instead of ``layer_decay``, so it is not the reference's mapping.)"""
+    depth, groups = len(vit.blocks), {}
+    for name, p in vit.named_parameters():
+        if not p.requires_grad:
+            continue
+        no_wd = p.ndim == 1 or name in vit.no_weight_decay()
+        lid = layer_id(name, depth)
+        group = groups.setdefault((lid, no_wd), dict(params=[], weight_decay=0.0 if no_wd else weight_decay,
+                                                     lr_scale=layer_decay ** (depth + 1 - lid)))
+        group['params'].append(p)
+    return list(groups.values())
 
 
 def scaled_lr(blr: float, batch_per_process: int, accum_iter: int = 1) -> float:
