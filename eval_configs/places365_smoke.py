@@ -7,7 +7,7 @@ warmup_epochs = 1
 eval_batch_size = 80
 num_workers = 1
 log_interval = 5
-epochs = 10
+epochs = 4
 batch_size = 24
 optim = dict(blr=2e-2)
 aug = dict(mixup=0.2, cutmix=0.0, re_prob=0.1)

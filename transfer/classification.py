@@ -23,6 +23,7 @@ from mae_core.pretrain import build_schedulers, precision_is_bf16
 
 from . import engine
 from .datasets import ClassificationDataset, read_split
+from .errors import UsageError
 
 PROTOCOLS = ('finetune', 'linprobe', 'partial')
 # the published val sets: a run on fewer images is recorded as a partial subset, never as comparable
@@ -97,12 +98,12 @@ def set_trainable(vit, protocol: str, k: int = 0):
             p.requires_grad = name.startswith('head.')
         elif protocol == 'partial':
             if not 0 <= k <= depth:
-                raise ValueError(f'partial fine-tuning: k={k} must lie in 0..{depth} for this {depth}-block encoder')
+                raise UsageError(f'partial fine-tuning: k={k} must lie in 0..{depth} for this {depth}-block encoder')
             block = int(name.split('.')[1]) if name.startswith('blocks.') else None
             p.requires_grad = name.startswith(('head.', 'fc_norm.', 'norm.')) or (
                 block is not None and block >= depth - k)
         else:
-            raise ValueError(f'protocol must be one of {PROTOCOLS}, got {protocol!r}')
+            raise UsageError(f'protocol must be one of {PROTOCOLS}, got {protocol!r}')
     return [n for n, p in vit.named_parameters() if p.requires_grad]
 
 
@@ -113,7 +114,7 @@ def build_model(cfg, ctx, num_classes):
         vit, info = build_encoder(ctx.checkpoint, ctx.arch, ctx.allow_pickle, keep_head=True,
                                   img_size=cfg.img_size, learnable_pos=True)
         if vit.num_classes != num_classes:
-            raise ValueError(f'{ctx.checkpoint}: --eval-only needs a classifier with {num_classes} outputs; the '
+            raise UsageError(f'{ctx.checkpoint}: --eval-only needs a classifier with {num_classes} outputs; the '
                              f'file has {vit.num_classes} (key head.weight)')
         return vit, info
     vit, info = build_encoder(ctx.checkpoint, ctx.arch, ctx.allow_pickle, img_size=cfg.img_size,
@@ -138,7 +139,7 @@ def loaders(cfg, train, val):
     train_loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, drop_last=True,
                                                sampler=core.SeededSampler(train_ds, cfg.seed), **common)
     if len(train_loader) == 0:
-        raise ValueError(f'{train.root}: {len(train_ds)} training images make no full batch of {cfg.batch_size}')
+        raise UsageError(f'{train.root}: {len(train_ds)} training images make no full batch of {cfg.batch_size}')
     return train_loader, val_loader
 
 
@@ -162,7 +163,7 @@ def data_section(cfg, ctx, val, n_images):
 def run(bench, cfg, ctx) -> Outcome:
     """Train (unless ``--eval-only``) and evaluate; rank 0 saves the fine-tuned model in our format."""
     if cfg.protocol not in PROTOCOLS:
-        raise ValueError(f'{bench.config}: protocol must be one of {PROTOCOLS}, got {cfg.protocol!r}')
+        raise UsageError(f'{bench.config}: protocol must be one of {PROTOCOLS}, got {cfg.protocol!r}')
     val = read_split(cfg.dataset, cfg.dataset.val_split)
     train = None if ctx.eval_only else read_split(cfg.dataset, cfg.dataset.train_split)
     num_classes = val.num_classes

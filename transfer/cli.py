@@ -21,11 +21,8 @@ from mae_core.checkpoint import CheckpointError, file_sha256, load_encoder
 from mae_core.cli import load_config
 
 from . import record as rec_lib
+from .errors import DataError, UsageError
 from .registry import BENCHMARKS
-
-
-class UsageError(Exception):
-    """Bad input: reported as one line on stderr, exit code 2."""
 
 
 @dataclass
@@ -145,9 +142,10 @@ def run_all(args):
             path = run_one(bench, cfg, ctx)
             r = rec_lib.read_record(path) if path else None
             rows.append((name, 'finished', f'{r["headline"]} {r["metrics"][r["headline"]]:.2f}' if r else '', time.time() - t0))
-        except UsageError as e:
+        except (UsageError, FileNotFoundError, DataError, CheckpointError) as e:
             failed = True
-            rows.append((name, f'failed: {e}', '', time.time() - t0))
+            print(f'error: {name}: {e}', file=sys.stderr)
+            rows.append((name, f'failed: {str(e)[:100]}', '', time.time() - t0))
         except Exception as e:  # one benchmark's failure must not stop the others
             failed = True
             traceback.print_exc()
@@ -185,6 +183,9 @@ def main(argv=None):
             return run_all(args)
         bench, cfg, ctx = resolve(args.benchmark, args)
         path = run_one(bench, cfg, ctx)
+    except (FileNotFoundError, DataError, CheckpointError) as e:  # the data or a file is not what it should be
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     except UsageError as e:
         if str(e):
             print(f'error: {e}', file=sys.stderr)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import classification
+from . import classification, robustness
 from .datasets import smoke
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / 'eval_configs'
@@ -40,6 +40,10 @@ def _classification(name, dataset, table):
                      smoke.for_dataset)
 
 
+def _robustness(name, dataset, metrics, make):
+    return Benchmark(name, 'robustness', dataset, metrics, 'robustness table', robustness.run, lambda spec: make())
+
+
 BENCHMARKS = {b.name: b for b in [
     _classification('in1k_finetune', 'ImageNet-1K', 'Table 3; Table 1 ft; Fig. 5/7 ft; Table 7'),
     _classification('in1k_linprobe', 'ImageNet-1K', 'Table 1 lin; Fig. 5/7 lin'),
@@ -49,4 +53,9 @@ BENCHMARKS = {b.name: b for b in [
     _classification('inat2019', 'iNaturalist 2019', 'Table 6'),
     _classification('places205', 'Places205', 'Table 6'),
     _classification('places365', 'Places365-Standard', 'Table 6'),
+    # after in1k_finetune: they evaluate the model it saved for the same pre-trained checkpoint
+    _robustness('imagenet_c', 'ImageNet-C', ('mCE', 'mean_error'), smoke.imagenet_c),
+    _robustness('imagenet_a', 'ImageNet-A', ('top1',), lambda: smoke.robustness_folders('adversarial')),
+    _robustness('imagenet_r', 'ImageNet-R', ('top1',), lambda: smoke.robustness_folders('rendition')),
+    _robustness('imagenet_sketch', 'ImageNet-Sketch', ('top1',), lambda: smoke.robustness_folders('sketch')),
 ]}

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from mae_core.data import IMAGE_SUFFIXES, imagenet_class_index
 
+from ..errors import DataError
+
 
 @dataclass
 class Split:
@@ -16,7 +18,7 @@ class Split:
     def check_labels(self, where):
         bad = next(((p, y) for p, y in self.samples if not 0 <= y < self.num_classes), None)
         if bad:
-            raise ValueError(f'{where}: label {bad[1]} of {bad[0]} is outside 0..{self.num_classes - 1}')
+            raise DataError(f'{where}: label {bad[1]} of {bad[0]} is outside 0..{self.num_classes - 1}')
         return self
 
 
@@ -33,7 +35,7 @@ def read_wnid_folders(folder) -> Split:
     samples = []
     for d in sorted(p for p in folder.iterdir() if p.is_dir()):
         if d.name not in index:
-            raise ValueError(f'{d}: folder name {d.name!r} is not an ImageNet-1K wnid')
+            raise DataError(f'{d}: folder name {d.name!r} is not an ImageNet-1K wnid')
         samples += [(f, index[d.name]) for f in sorted(d.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not samples:
         raise FileNotFoundError(f'{folder}: no images in wnid sub-folders')
@@ -57,11 +59,11 @@ def read_inat(root, split, year, **_) -> Split:
         samples = []
         for a in data['annotations']:
             if a['category_id'] not in label_of:
-                raise ValueError(f'{path}: annotation of image {a["image_id"]} has category_id {a["category_id"]}, '
+                raise DataError(f'{path}: annotation of image {a["image_id"]} has category_id {a["category_id"]}, '
                                  'which is not in categories')
             samples.append((Path(root) / files[a['image_id']], label_of[a['category_id']]))
     except (KeyError, TypeError, json.JSONDecodeError) as e:
-        raise ValueError(f'{path}: not an iNaturalist COCO-style file (missing or bad {e})') from None
+        raise DataError(f'{path}: not an iNaturalist COCO-style file (missing or bad {e})') from None
     return Split(samples, len(cats), Path(root))
 
 
@@ -74,7 +76,7 @@ def _read_list(list_file: Path, image_dir: Path, num_classes: int) -> Split:
             rel, label = line.rsplit(maxsplit=1)
             samples.append((image_dir / rel.lstrip('/'), int(label)))
         except ValueError:
-            raise ValueError(f'{list_file}:{n}: expected "path label", got {line!r}') from None
+            raise DataError(f'{list_file}:{n}: expected "path label", got {line!r}') from None
     return Split(samples, num_classes, image_dir).check_labels(list_file)
 
 
@@ -100,12 +102,12 @@ def read_split(spec: dict, split: str) -> Split:
     """Read ``split`` of the dataset a config's ``dataset`` section describes."""
     fmt = spec['format']
     if fmt not in READERS:
-        raise ValueError(f'dataset.format {fmt!r} is not one of {sorted(READERS)}')
+        raise DataError(f'dataset.format {fmt!r} is not one of {sorted(READERS)}')
     if not spec.get('root'):
-        raise ValueError(f'no data root for dataset {spec.get("name", fmt)}: pass --data-root (or --smoke)')
+        raise DataError(f'no data root for dataset {spec.get("name", fmt)}: pass --data-root (or --smoke)')
     _need(Path(spec['root']), f'the {spec.get("name", fmt)} dataset root')
     s = READERS[fmt](spec['root'], split, **{k: v for k, v in spec.items() if k not in ('root', 'format')})
     if spec.get('num_classes') not in (None, s.num_classes):
-        raise ValueError(f'{s.root}: found {s.num_classes} classes, the config says dataset.num_classes='
+        raise DataError(f'{s.root}: found {s.num_classes} classes, the config says dataset.num_classes='
                          f'{spec["num_classes"]}')
     return s

@@ -103,3 +103,48 @@ def for_dataset(spec: dict) -> Path:
     if fmt == 'places205':
         return places205()
     raise ValueError(f'no smoke data generator for dataset.format {fmt!r}')
+
+
+# ==================================================================== robustness sets
+def _styled(style: str, img: np.ndarray, rng) -> np.ndarray:
+    """A distribution shift per set: sketches are grey edges, renditions posterised, adversarial cluttered."""
+    if style == 'sketch':
+        grey = img.mean(axis=2)
+        edges = np.abs(np.diff(grey, axis=0, prepend=grey[:1])) + np.abs(np.diff(grey, axis=1, prepend=grey[:, :1]))
+        out = 255 - np.clip(edges * 4, 0, 255)
+        return np.repeat(out[..., None], 3, axis=2).astype(np.uint8)
+    if style == 'rendition':
+        return ((img // 64) * 64 + 32).astype(np.uint8)
+    noise = rng.integers(0, 255, img.shape)
+    mask = rng.random(img.shape[:2]) < 0.25
+    out = img.copy()
+    out[mask] = noise[mask]
+    return out
+
+
+def robustness_folders(style: str, seed=0) -> Path:
+    """ImageNet-A/R/Sketch-style ``root/<wnid>/*.JPEG`` on the smoke classes (in both A's and R's 200)."""
+    def make(root):
+        rng = np.random.default_rng(seed + 7)
+        wnids = smoke_wnids(NUM_CLASSES)
+        for c, k, img in _labelled_images('val', seed):
+            write_image(root / wnids[c] / f'{style}_{k:04d}.JPEG', _styled(style, img, rng))
+    return cached(f'imagenet_{style}_s{seed}', make)
+
+
+def imagenet_c(seed=0, per_class=2) -> Path:
+    """The released IN-C layout ``root/<corruption>/<1..5>/<wnid>/*.JPEG`` (all 19 corruptions), made with the
+    maintained ``imagecorruptions`` fork from generated val images, saved at JPEG quality 85 like the release."""
+    from imagecorruptions import corrupt
+
+    from ..robustness import CORRUPTIONS, EXTRA_ALEXNET_MEAN, SEVERITIES
+
+    def make(root):
+        wnids = smoke_wnids(NUM_CLASSES)
+        base = [(c, k, img) for c, k, img in _labelled_images('val', seed) if k < per_class]
+        for name in CORRUPTIONS + tuple(EXTRA_ALEXNET_MEAN):
+            for s in SEVERITIES:
+                for c, k, img in base:
+                    out = np.asarray(corrupt(img, corruption_name=name, severity=s)).astype(np.uint8)
+                    write_image(root / name / str(s) / wnids[c] / f'{k:04d}.JPEG', out, quality=85)
+    return cached(f'imagenet_c_s{seed}', make)
