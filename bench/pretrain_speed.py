@@ -7,6 +7,8 @@
 - on a GPU: bf16, optional torch.compile, fused AdamW, and MFU from a FLOP count of the real step.
 
     python bench/pretrain_speed.py [--arch vit_base_patch16] [--batch 8] [--steps 3] [--compile] [--peak-tflops 989]
+
+Run it on an idle machine: on 2 cores anything else running skews the ratios.
 """
 import argparse
 import tempfile

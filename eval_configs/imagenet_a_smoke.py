@@ -1,5 +1,5 @@
 _base_ = ['./imagenet_a.py']
-# Smoke: generated images with a style shift in the real layout, 64 px, seconds on CPU; recorded as "smoke".
+# Smoke: the generated set in the real layout, 64 px, seconds on CPU; recorded as subset "smoke".
 img_size = 64
 batch_size = 80
 num_workers = 1
