@@ -19,6 +19,9 @@ from .data import PretrainImages, make_class_folders, smoke_wnids
 from .mae import mae
 
 
+IMAGENET_TRAIN_SIZE = 1281167  # a pre-training record says "full" only on exactly ImageNet-1K's train set
+
+
 class PretrainModel(BaseModel):
     """The MAE as mmengine sees it: a batch ``dict(inputs, seeds)`` in, ``dict(loss=...)`` out."""
 
@@ -133,6 +136,7 @@ def pretrain(cfg: Config, work_dir, data_root=None, resume=False, launcher='none
         model=dict(arch=cfg.arch, checkpoint=str(final), sha256=file_sha256(final), format='ours', pretrain=meta),
         config=cfg.to_dict(), settings=dict(img_size=cfg.data.img_size, precision=meta['precision']),
         data=dict(dataset='generated' if generated else 'image folder', split='train',
-                  subset='smoke' if generated else cfg.data.get('subset', 'custom'), num_images=len(dataset),
+                  subset='smoke' if generated else ('full' if len(dataset) == IMAGENET_TRAIN_SIZE else 'custom'),
+                  num_images=len(dataset),
                   root=str(root)), start=start, end=end, world_size=world, on_gpu=torch.cuda.is_available())
     return final, write_record(records_dir, rec)

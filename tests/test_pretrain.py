@@ -58,3 +58,26 @@ def test_resume_after_kill_gives_the_weights_of_an_uninterrupted_run(tmp_path):
     a = torch.load(tmp_path / 'straight' / 'final.pth', weights_only=True)['model']
     b = torch.load(killed / 'final.pth', weights_only=True)['model']
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_reconstruction_figure_keeps_the_visible_patches(tiny_checkpoint, tmp_path):
+    from mae_core.data import list_images
+    from mae_core.figures import mae_from_checkpoint, reconstruct, reconstruction_figure
+    from mae_core.pretrain import generated_images
+    from mmengine.config import Config
+    images = generated_images(Config.fromfile(CONFIG).data.generated)
+    out = run([sys.executable, '-m', 'mae_core.cli', 'figures', '--checkpoint', str(tiny_checkpoint[0]), '--images',
+               str(images), '--out', str(tmp_path / 'recon.png'), '--mask-ratios', '0.75,0.9', '--num', '2'])
+    assert Path(out.stdout.strip()).stat().st_size > 5000
+    model, meta = mae_from_checkpoint(tiny_checkpoint[0])
+    imgs = torch.randn(2, 3, 64, 64)
+    masked, recon, pasted = reconstruct(model, imgs, 0.75)
+    visible = masked != 0
+    assert torch.equal(pasted[visible], imgs[visible]) and not torch.equal(recon, imgs)
+    from mae_core.checkpoint import CheckpointError
+    import pytest
+    encoder_only = tmp_path / 'enc.pth'
+    torch.save({k: v for k, v in torch.load(tiny_checkpoint[0], weights_only=True)['model'].items()
+                if not k.startswith(('decoder', 'mask_token'))}, encoder_only)
+    with pytest.raises(CheckpointError, match='no decoder'):
+        reconstruction_figure(encoder_only, images, tmp_path / 'x.png')

@@ -213,32 +213,36 @@ def _points(df, x, y):
     return out
 
 
-def plot_curves(df, x, ys, title, path, logx=False):
+def plot_curves(df, x, panels, title, path, logx=False):
+    """One axis per panel, each with the paper's curve(s) and the user's points (stars, labelled with subset)."""
+    import textwrap
+
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(ys), figsize=(5 * len(ys), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.0), squeeze=False)
     paper = df[df['source'] == 'paper']
-    for ax, y in zip(axes[0], ys):
-        ax.plot(paper[x].astype(float), paper[y].astype(float), 'o-', color='0.35', label=f'paper: {y}')
-        for px, py, label in _points(df, x, y):
-            ax.plot([px], [py], marker='*', markersize=12, linestyle='none', label=label)
+    for ax, ys in zip(axes[0], panels):
+        for y in ys:
+            ax.plot(paper[x].astype(float), paper[y].astype(float), 'o-', label=f'paper: {y}')
+            for px, py, label in _points(df, x, y):
+                ax.plot([px], [py], marker='*', markersize=13, linestyle='none', label=f'{label} ({y})')
         ax.set_xlabel(x)
-        ax.set_ylabel(f'{y} top-1 (%)')
+        ax.set_ylabel(f'{" / ".join(ys)}: top-1 (%)')
         if logx:
             ax.set_xscale('log', base=2)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle('\n'.join(textwrap.wrap(title, 60 * len(panels))), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-FIGURES = {'fig5_masking_ratio': ('ratio', ['ft', 'lin'], False),
-           'fig7_schedule': ('epochs', ['ft', 'lin'], True),
-           'fig9_partial_ft': ('blocks', ['MAE', 'MoCo v3'], False)}
+FIGURES = {'fig5_masking_ratio': ('ratio', [['ft'], ['lin']], False),
+           'fig7_schedule': ('epochs', [['ft'], ['lin']], True),
+           'fig9_partial_ft': ('blocks', [['MAE', 'MoCo v3']], False)}
 
 
 # ==================================================================== writing
@@ -264,7 +268,7 @@ def write_html(tables, out: Path) -> Path:
              'table{border-collapse:collapse;margin:.5em 0 0}td,th{border:1px solid #bbb;padding:3px 8px;font-size:13px}',
              'tr.user td{background:#fff6d5}p.note{font-size:12px;color:#555;margin:.2em 0}img{max-width:100%}',
              '</style></head><body><h1>He et al., "Masked Autoencoders Are Scalable Vision Learners": tables</h1>',
-             '<p>Grey rows: the paper\'s numbers. Yellow rows: your run records. A number followed by a subset name '
+             '<p>White rows: the paper\'s numbers. Yellow rows: your run records. A number followed by a subset name '
              '(e.g. "(smoke)") was measured on that subset only and is not comparable with the paper.</p>']
     for stem, (title, notes, df) in tables.items():
         parts.append(f'<h2 id="{stem}">{html.escape(title)}</h2>')
@@ -274,8 +278,8 @@ def write_html(tables, out: Path) -> Path:
             parts.append(f'<tr{cls}>' + ''.join(f'<td>{html.escape(str(v))}</td>' for v in row) + '</tr>')
         parts.append('</table>' + ''.join(f'<p class="note">{html.escape(n)}</p>' for n in notes))
         if stem in FIGURES:
-            x, ys, logx = FIGURES[stem]
-            png = plot_curves(df, x, ys, title, out / 'figures' / f'{stem}.png', logx)
+            x, panels, logx = FIGURES[stem]
+            png = plot_curves(df, x, panels, title, out / 'figures' / f'{stem}.png', logx)
             parts.append(f'<p><img src="figures/{png.name}" alt="{html.escape(title)}"></p>')
     parts.append('</body></html>')
     path = out / 'index.html'
