@@ -40,12 +40,16 @@ def list_images(root) -> list:
     return files
 
 
+class UnreadableImage(OSError):
+    """An image file PIL cannot decode; the message names the file."""
+
+
 def load_rgb(path) -> Image.Image:
     try:
         with Image.open(path) as im:
             return im.convert('RGB')
     except (OSError, SyntaxError) as e:
-        raise OSError(f'{path}: unreadable image ({e})') from None
+        raise UnreadableImage(f'{path}: unreadable image ({e})') from None
 
 
 def pretrain_transform(img_size: int, crop_scale=(0.2, 1.0)):

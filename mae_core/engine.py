@@ -163,10 +163,11 @@ class RunStatsHook(Hook):
         return self.images / self.seconds if self.seconds else 0.0
 
 
-def default_hooks(checkpoint_interval=1, log_interval=10, max_keep=2):
+def default_hooks(checkpoint_interval=1, log_interval=10, max_keep=2, by_epoch=True):
+    """Checkpoint every ``checkpoint_interval`` epochs (iterations when not ``by_epoch``), keep the last two."""
     from mmengine.hooks import CheckpointHook, LoggerHook
     return dict(checkpoint=dict(type=CheckpointHook, interval=checkpoint_interval, max_keep_ckpts=max_keep,
-                                save_last=True),
+                                save_last=True, by_epoch=by_epoch),
                 logger=dict(type=LoggerHook, interval=log_interval))
 
 

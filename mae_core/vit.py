@@ -143,8 +143,9 @@ class VisionTransformer(nn.Module):
 
     # ---------------------------------------------------------------- trunk
     def run_blocks(self, x: torch.Tensor, grid, out_blocks: Sequence[int] = ()):
-        """Run all blocks on [B, (1+)L, D]; returns the final tokens and those after each of ``out_blocks``."""
-        outs = []
+        """Run all blocks on [B, (1+)L, D] -> the final tokens, and those after each of ``out_blocks`` (in the
+        order asked, an index may repeat)."""
+        taken = {}
         for i, blk in enumerate(self.blocks):
             if self.window_size and i not in self.global_blocks:
                 B, _, C = x.shape
@@ -153,8 +154,8 @@ class VisionTransformer(nn.Module):
             else:
                 x = blk(x)
             if i in out_blocks:
-                outs.append(x)
-        return x, outs
+                taken[i] = x
+        return x, [taken[i] for i in out_blocks]
 
     def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Images -> all tokens after the last block, [B, 1+L, D] (normalised unless ``global_pool``)."""

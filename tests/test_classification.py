@@ -153,3 +153,19 @@ def test_resume_after_kill_gives_the_same_final_weights(tiny_checkpoint, smoke_a
     assert rec['metrics'] == straight['metrics']
     a, b = _last_state(tmp_path / 'w'), _last_state(straight['model']['work_dir'])
     assert all(torch.equal(a[k], b[k]) for k in a if k.startswith('vit.'))
+
+
+def test_an_unreadable_image_is_one_error_naming_it_or_skipped_and_counted_when_asked(tiny_checkpoint, tmp_path):
+    import shutil
+    root = tmp_path / 'imagenet'
+    shutil.copytree(smoke.imagenet(), root)
+    bad = sorted((root / 'val').rglob('*.JPEG'))[0]
+    bad.write_bytes(b'not a jpeg')
+    args = RUN + ['in1k_linprobe', '--checkpoint', str(tiny_checkpoint[0]), '--data-root', str(root), '--config',
+                  str(REPO / 'eval_configs/in1k_linprobe_smoke.py'), '--records-dir', str(tmp_path / 'r')]
+    proc = run(args + ['--cfg-options', 'epochs=1'], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(f'error: {bad}: unreadable image')
+    assert not (tmp_path / 'r').exists()
+    ok = run(args + ['--cfg-options', 'epochs=1', 'skip_bad_images=True'], cwd=tmp_path)
+    rec = read_record(ok.stdout.strip().splitlines()[-1])
+    assert rec['data']['skipped_images'] == 1 and rec['data']['num_images'] == 79 and rec['data']['subset'] == 'partial'

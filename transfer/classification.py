@@ -153,11 +153,29 @@ def mixup_and_loss(cfg, num_classes):
     return None, nn.CrossEntropyLoss()
 
 
-def data_section(cfg, ctx, val, n_images):
+def drop_unreadable(split):
+    """The opt-in ``skip_bad_images``: check every file first, drop the ones PIL cannot read -> the count."""
+    from PIL import Image
+    good = []
+    for path, label in split.samples:
+        try:
+            with Image.open(path) as im:
+                im.verify()
+            good.append((path, label))
+        except (OSError, SyntaxError, ValueError):
+            print(f'skipping unreadable image {path}', flush=True)
+    skipped, split.samples = len(split.samples) - len(good), good
+    return skipped
+
+
+def data_section(cfg, ctx, val, n_images, skipped=0):
     name = cfg.dataset.name
     full = FULL_VAL_SIZES.get(name)
     subset = 'smoke' if ctx.smoke else ('full' if n_images == full else 'partial')
-    return dict(dataset=name, split='val', subset=subset, num_images=int(n_images), root=str(val.root))
+    section = dict(dataset=name, split='val', subset=subset, num_images=int(n_images), root=str(val.root))
+    if cfg.get('skip_bad_images'):
+        section['skipped_images'] = skipped
+    return section
 
 
 def run(bench, cfg, ctx) -> Outcome:
@@ -167,6 +185,7 @@ def run(bench, cfg, ctx) -> Outcome:
     val = read_split(cfg.dataset, cfg.dataset.val_split)
     train = None if ctx.eval_only else read_split(cfg.dataset, cfg.dataset.train_split)
     num_classes = val.num_classes
+    skipped = sum(drop_unreadable(s) for s in (train, val) if s is not None) if cfg.get('skip_bad_images') else 0
     torch.manual_seed(cfg.seed)
     vit, info = build_model(cfg, ctx, num_classes)
     bf16 = precision_is_bf16(cfg.precision)
@@ -207,4 +226,4 @@ def run(bench, cfg, ctx) -> Outcome:
                     finetuned=dict(benchmark=bench.name, protocol=cfg.protocol, k=cfg.get('k')),
                     pretrain=info['meta'])
         extra['finetuned_checkpoint'] = str(save_ours(Path(ctx.work_dir) / 'finetuned.pth', vit.state_dict(), meta))
-    return Outcome(metrics, settings, data_section(cfg, ctx, val, n_images), extra)
+    return Outcome(metrics, settings, data_section(cfg, ctx, val, n_images, skipped), extra)

@@ -10,6 +10,7 @@ Bad input (unknown benchmark, missing checkpoint or data root, unreadable config
 is one line on standard error and exit code 2, with nothing written. A record is written only when a run
 finishes, by rank 0, and its path is the last line of standard output."""
 import argparse
+import re
 import sys
 import time
 import traceback
@@ -19,6 +20,7 @@ from pathlib import Path
 from mae_core import engine as core
 from mae_core.checkpoint import CheckpointError, file_sha256, load_encoder
 from mae_core.cli import load_config
+from mae_core.data import UnreadableImage
 
 from . import record as rec_lib
 from .errors import DataError, UsageError
@@ -117,6 +119,13 @@ def run_one(bench, cfg, ctx):
     return rec_lib.write_record(ctx.records_dir, record)
 
 
+def one_line(e: Exception) -> str:
+    """The message of an input error; one raised in a DataLoader worker arrives with the worker's traceback,
+    whose last line is the original ``module.Class: message``."""
+    last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+    return re.sub(r'^[\w.]+: ', '', last) if len(str(e).strip().splitlines()) > 1 else last
+
+
 def finished_record(records_dir, bench_name, sha, cfg_hash):
     for r in rec_lib.read_records(records_dir):
         if (r['benchmark'] == bench_name and r['status'] == 'finished' and r['model']['sha256'] == sha
@@ -142,10 +151,10 @@ def run_all(args):
             path = run_one(bench, cfg, ctx)
             r = rec_lib.read_record(path) if path else None
             rows.append((name, 'finished', f'{r["headline"]} {r["metrics"][r["headline"]]:.2f}' if r else '', time.time() - t0))
-        except (UsageError, FileNotFoundError, DataError, CheckpointError) as e:
+        except (UsageError, FileNotFoundError, DataError, CheckpointError, UnreadableImage) as e:
             failed = True
-            print(f'error: {name}: {e}', file=sys.stderr)
-            rows.append((name, f'failed: {str(e)[:100]}', '', time.time() - t0))
+            print(f'error: {name}: {one_line(e)}', file=sys.stderr)
+            rows.append((name, f'failed: {one_line(e)[:100]}', '', time.time() - t0))
         except Exception as e:  # one benchmark's failure must not stop the others
             failed = True
             traceback.print_exc()
@@ -183,8 +192,8 @@ def main(argv=None):
             return run_all(args)
         bench, cfg, ctx = resolve(args.benchmark, args)
         path = run_one(bench, cfg, ctx)
-    except (FileNotFoundError, DataError, CheckpointError) as e:  # the data or a file is not what it should be
-        print(f'error: {e}', file=sys.stderr)
+    except (FileNotFoundError, DataError, CheckpointError, UnreadableImage) as e:  # data or a file is not right
+        print(f'error: {one_line(e)}', file=sys.stderr)
         return 2
     except UsageError as e:
         if str(e):

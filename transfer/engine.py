@@ -120,11 +120,11 @@ class TopKAccuracy(BaseMetric):
         return out
 
 
-def runner_kwargs(work_dir, launcher, seed, resume, checkpoint_interval=1, log_interval=10, name='run'):
+def runner_kwargs(work_dir, launcher, seed, resume, checkpoint_interval=1, log_interval=10, name='run', by_epoch=True):
     """The Runner arguments every transfer benchmark shares."""
     return dict(
         work_dir=str(work_dir), launcher=launcher, resume=resume, randomness=dict(seed=seed),
-        default_hooks=core.default_hooks(checkpoint_interval, log_interval),
+        default_hooks=core.default_hooks(checkpoint_interval, log_interval, by_epoch=by_epoch),
         visualizer=core.visualizer_cfg(), experiment_name=f'{name}_{time.strftime("%Y%m%d_%H%M%S")}_{time.time_ns() % 10**6}',
         env_cfg=dict(dist_cfg=dict(backend='nccl' if torch.cuda.is_available() else 'gloo')),
         cfg=dict(model_wrapper_cfg=core.model_wrapper_cfg()), log_level='INFO')

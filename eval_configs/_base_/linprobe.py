@@ -14,6 +14,7 @@ optim = dict(type='lars', blr=0.1, weight_decay=0.0, momentum=0.9)
 drop_path = 0.0
 aug = dict(auto_augment=None, re_prob=0.0, mixup=0.0, cutmix=0.0, smoothing=0.0, crop_pct=0.875)
 precision = 'auto'
+skip_bad_images = False  # True: check every image first, skip unreadable ones and count them in the record
 seed = 0
 log_interval = 50
 arch_overrides = dict(vit_large_patch16=dict(epochs=50), vit_huge_patch14=dict(epochs=50))  # "50 is enough for L/H"

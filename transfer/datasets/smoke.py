@@ -23,7 +23,11 @@ def cached(name: str, make) -> Path:
         return root
     tmp = root.with_name(f'.{name}.tmp{os.getpid()}')
     shutil.rmtree(tmp, ignore_errors=True)
-    make(tmp)
+    try:
+        make(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     try:
         os.replace(tmp, root)
     except OSError:  # another process made it first
@@ -145,6 +149,43 @@ def imagenet_c(seed=0, per_class=2) -> Path:
         for name in CORRUPTIONS + tuple(EXTRA_ALEXNET_MEAN):
             for s in SEVERITIES:
                 for c, k, img in base:
+                    np.random.seed((seed * 100003 + len(name) * 1009 + s * 101 + c * 11 + k) % 2 ** 32)  # the
+                    # library draws its noise from numpy's global generator
                     out = np.asarray(corrupt(img, corruption_name=name, severity=s)).astype(np.uint8)
                     write_image(root / name / str(s) / wnids[c] / f'{k:04d}.JPEG', out, quality=85)
     return cached(f'imagenet_c_s{seed}', make)
+
+
+# ==================================================================== ADE20K
+def ade20k(seed=0, train=40, val=8) -> Path:
+    """``ADEChallengeData2016/{images,annotations}/{training,validation}``: scenes of a few classes whose colour
+    and texture say what they are, label 0 ('other', ignored) on a border, labels 1..150 as in the release."""
+    def scene(rng, h, w):
+        classes = rng.choice(np.arange(2, 12), size=4, replace=False)
+        label = np.ones((h, w), np.uint8) * rng.integers(12, 15)  # a background class
+        for c in classes:  # rectangles and discs of a class each
+            y, x = rng.integers(0, h - 16), rng.integers(0, w - 16)
+            bh, bw = rng.integers(12, h // 2), rng.integers(12, w // 2)
+            if rng.random() < 0.5:
+                label[y:y + bh, x:x + bw] = c
+            else:
+                yy, xx = np.mgrid[0:h, 0:w]
+                label[(yy - y) ** 2 + (xx - x) ** 2 < (bh // 2) ** 2] = c
+        label[:2], label[:, :2] = 0, 0
+        hue = label.astype(float) / 15
+        img = 0.5 + 0.4 * np.stack([np.cos(2 * np.pi * (hue + o)) for o in (0, 1 / 3, 2 / 3)], axis=2)
+        img *= 0.85 + 0.15 * np.sin(np.arange(w)[None, :, None] * (label[..., None] % 3 + 1) * 0.8)
+        img += rng.normal(0, 0.03, img.shape)
+        return (np.clip(img, 0, 1) * 255).astype(np.uint8), label
+
+    def make(root):
+        from PIL import Image
+        rng = np.random.default_rng(seed)
+        base = root / 'ADEChallengeData2016'
+        for split, n, (h, w) in (('training', train, (80, 80)), ('validation', val, (96, 128))):
+            for i in range(n):
+                img, label = scene(rng, h, w)
+                write_image(base / 'images' / split / f'ADE_{split[:5]}_{i:08d}.jpg', img)
+                (base / 'annotations' / split).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(label.astype(np.uint8)).save(base / 'annotations' / split / f'ADE_{split[:5]}_{i:08d}.png')
+    return cached(f'ade20k_s{seed}', make)

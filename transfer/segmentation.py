@@ -1,0 +1,385 @@
+"""ADE20K semantic segmentation (Table 5): our encoder + Feature2Pyramid + UperNet, the architecture of
+mmsegmentation's MAE config (FACTS.md §6) written on torch, with mmsegmentation's parameter names
+(``neck.fpn1``, ``decode_head.psp_modules``, ``decode_head.lateral_convs``, ``auxiliary_head.convs`` ...).
+
+Evaluation: sliding window at the ground truth's full resolution; mIoU from intersection and union summed over
+the whole val set (summed across ranks), averaged over the classes present, as mmsegmentation defines it."""
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.dataset import DefaultSampler
+from mmengine.evaluator import BaseMetric, Evaluator
+from mmengine.model import BaseModel
+from mmengine.optim import LinearLR, PolyLR
+from PIL import Image
+from torchvision.transforms import functional as TF
+
+from mae_core import engine as core
+from mae_core.checkpoint import build_encoder, save_ours
+from mae_core.data import IMAGENET_MEAN, IMAGENET_STD, UnreadableImage
+from mae_core.pretrain import precision_is_bf16
+
+from . import engine
+from .classification import KeepMetrics, Outcome
+from .errors import DataError
+
+IGNORE = 255
+
+
+# ==================================================================== model
+class ConvModule(nn.Sequential):
+    """conv + BatchNorm + activation, named like mmcv's ConvModule (conv, bn, activate)."""
+
+    def __init__(self, cin, cout, k, act=True):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, padding=k // 2, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.activate = nn.ReLU(inplace=True) if act else nn.Identity()
+
+
+class Feature2Pyramid(nn.Module):
+    """Four stride-16 maps -> strides 4, 8, 16, 32 (rescales 4, 2, 1, 0.5), channels unchanged."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.fpn1 = nn.Sequential(nn.ConvTranspose2d(dim, dim, 2, 2), nn.BatchNorm2d(dim), nn.GELU(),
+                                  nn.ConvTranspose2d(dim, dim, 2, 2))
+        self.fpn2 = nn.Sequential(nn.ConvTranspose2d(dim, dim, 2, 2))
+        self.fpn3 = nn.Identity()
+        self.fpn4 = nn.MaxPool2d(2, 2)
+
+    def forward(self, maps):
+        return [op(x) for op, x in zip((self.fpn1, self.fpn2, self.fpn3, self.fpn4), maps)]
+
+
+class UPerHead(nn.Module):
+    """UperNet: a pyramid pooling module on the coarsest level, FPN top-down fusion, all levels fused."""
+
+    def __init__(self, in_channels, channels, num_classes, pool_scales=(1, 2, 3, 6), dropout=0.1):
+        super().__init__()
+        self.pool_scales = pool_scales
+        self.psp_modules = nn.ModuleList([nn.Sequential(nn.AdaptiveAvgPool2d(s), ConvModule(in_channels, channels, 1))
+                                          for s in pool_scales])
+        self.bottleneck = ConvModule(in_channels + len(pool_scales) * channels, channels, 3)
+        self.lateral_convs = nn.ModuleList([ConvModule(in_channels, channels, 1) for _ in range(3)])
+        self.fpn_convs = nn.ModuleList([ConvModule(channels, channels, 3) for _ in range(3)])
+        self.fpn_bottleneck = ConvModule(4 * channels, channels, 3)
+        self.dropout = nn.Dropout2d(dropout)
+        self.conv_seg = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, feats):  # feats: strides 4, 8, 16, 32
+        top = feats[-1]
+        psp = [top] + [F.interpolate(m(top), top.shape[2:], mode='bilinear', align_corners=False)
+                       for m in self.psp_modules]
+        laterals = [conv(f) for conv, f in zip(self.lateral_convs, feats[:-1])] + [self.bottleneck(torch.cat(psp, 1))]
+        for i in range(3, 0, -1):  # top-down
+            laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], laterals[i - 1].shape[2:], mode='bilinear',
+                                                              align_corners=False)
+        outs = [conv(x) for conv, x in zip(self.fpn_convs, laterals[:-1])] + [laterals[-1]]
+        outs = [outs[0]] + [F.interpolate(o, outs[0].shape[2:], mode='bilinear', align_corners=False) for o in outs[1:]]
+        return self.conv_seg(self.dropout(self.fpn_bottleneck(torch.cat(outs, 1))))
+
+
+class FCNHead(nn.Module):
+    """The auxiliary head on level 2: one 3x3 conv, dropout, classifier."""
+
+    def __init__(self, in_channels, channels, num_classes, dropout=0.1):
+        super().__init__()
+        self.convs = nn.Sequential(ConvModule(in_channels, channels, 3))
+        self.dropout = nn.Dropout2d(dropout)
+        self.conv_seg = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, x):
+        return self.conv_seg(self.dropout(self.convs(x)))
+
+
+class UperNetViT(BaseModel):
+    """backbone (our ViT) -> neck -> decode_head (+ auxiliary_head in training)."""
+
+    def __init__(self, backbone, out_blocks, num_classes, channels=768, aux_channels=256, aux_weight=0.4, bf16=False,
+                 crop=512, stride=341):
+        super().__init__()
+        dim = backbone.embed_dim
+        self.backbone, self.out_blocks, self.aux_weight, self.bf16 = backbone, tuple(out_blocks), aux_weight, bf16
+        self.crop, self.stride = crop, stride  # sliding-window evaluation
+        self.neck = Feature2Pyramid(dim)
+        self.decode_head = UPerHead(dim, channels, num_classes)
+        self.auxiliary_head = FCNHead(dim, aux_channels, num_classes)
+
+    def pyramid(self, x):
+        return self.neck(self.backbone.forward_features(x, self.out_blocks))
+
+    def logits(self, x):
+        """[B, 3, H, W] -> class logits [B, K, H, W] (upsampled from stride 4)."""
+        with core.autocast_context(x.device.type, self.bf16):
+            out = self.decode_head(self.pyramid(x))
+        return F.interpolate(out.float(), x.shape[2:], mode='bilinear', align_corners=False)
+
+    def forward(self, inputs, labels=None, seeds=None, data_samples=None, mode='tensor'):
+        if mode == 'loss':
+            with core.seeded_draws(int(seeds.sum()) % (2 ** 62)), core.autocast_context(inputs.device.type, self.bf16):
+                feats = self.pyramid(inputs)
+                main, aux = self.decode_head(feats), self.auxiliary_head(feats[2])
+            up = lambda t: F.interpolate(t.float(), labels.shape[1:], mode='bilinear', align_corners=False)
+            return dict(loss_decode=F.cross_entropy(up(main), labels, ignore_index=IGNORE),
+                        loss_aux=self.aux_weight * F.cross_entropy(up(aux), labels, ignore_index=IGNORE))
+        preds = []
+        for img, lab in zip(inputs, labels):  # logits back to the ground truth's full resolution
+            logits = slide_inference(self, img[None], self.crop, self.stride)
+            preds.append((F.interpolate(logits, lab.shape, mode='bilinear', align_corners=False)[0].argmax(0), lab))
+        return preds
+
+
+@torch.no_grad()
+def slide_inference(model, img, crop: int, stride: int):
+    """Logits [1, K, H, W] from overlapping crop x crop windows (mmsegmentation's 'slide' mode): each window's
+    logits are added into place and divided by how many windows saw each pixel."""
+    _, _, H, W = img.shape
+    rows, cols = max(H - crop + stride - 1, 0) // stride + 1, max(W - crop + stride - 1, 0) // stride + 1
+    total = count = None
+    for r in range(rows):
+        for c in range(cols):
+            y1, x1 = min(r * stride, max(H - crop, 0)), min(c * stride, max(W - crop, 0))
+            y2, x2 = min(y1 + crop, H), min(x1 + crop, W)
+            window = img[:, :, y1:y2, x1:x2]
+            pad_h, pad_w = crop - window.shape[2], crop - window.shape[3]
+            out = model.logits(F.pad(window, (0, pad_w, 0, pad_h)))[:, :, :y2 - y1, :x2 - x1]
+            if total is None:
+                total = img.new_zeros(1, out.shape[1], H, W)
+                count = img.new_zeros(1, 1, H, W)
+            total[:, :, y1:y2, x1:x2] += out
+            count[:, :, y1:y2, x1:x2] += 1
+    return total / count
+
+
+# ==================================================================== metric
+def confusion(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """[K, K] counts of (label, prediction) over pixels whose label is not ignored."""
+    keep = label != IGNORE
+    idx = label[keep].long() * num_classes + pred[keep].long()
+    return torch.bincount(idx, minlength=num_classes ** 2).view(num_classes, num_classes)
+
+
+def miou_from_confusion(cm: torch.Tensor) -> dict:
+    """mIoU (mean over classes with a non-empty union), aAcc and per-class IoU, in percent."""
+    cm = cm.double()
+    inter, union = cm.diag(), cm.sum(0) + cm.sum(1) - cm.diag()
+    iou = inter / union  # nan where a class is neither in the labels nor predicted
+    out = {'mIoU': 100 * float(torch.nanmean(iou)), 'aAcc': 100 * float(inter.sum() / cm.sum())}
+    out.update({f'IoU.{k}': 100 * float(v) for k, v in enumerate(iou) if not torch.isnan(v)})
+    return out
+
+
+class IoUMetric(BaseMetric):
+    """Sums the confusion matrix over the whole val set, across ranks, before any division."""
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.num_classes, self.cm = num_classes, None
+
+    def process(self, data_batch, data_samples):
+        for pred, label in data_samples:
+            cm = confusion(pred.cpu(), label.cpu(), self.num_classes)
+            self.cm = cm if self.cm is None else self.cm + cm
+        self.results.append(0)  # mmengine counts results; the matrix is summed below
+
+    def evaluate(self, size):
+        cm = self.cm if self.cm is not None else torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
+        if dist.is_initialized():
+            dist.all_reduce(cm)
+        self.cm, self.results = None, []
+        return miou_from_confusion(cm)
+
+    def compute_metrics(self, results):  # not used: evaluate() sums matrices instead of gathering results
+        raise NotImplementedError
+
+
+# ==================================================================== data
+def read_ade(root, split):
+    """``ADEChallengeData2016/{images,annotations}/{training,validation}``: (image, label png) pairs."""
+    sub = {'train': 'training', 'val': 'validation'}[split]
+    base = Path(root) / 'ADEChallengeData2016' if (Path(root) / 'ADEChallengeData2016').is_dir() else Path(root)
+    images, labels = base / 'images' / sub, base / 'annotations' / sub
+    for folder in (images, labels):
+        if not folder.is_dir():
+            raise FileNotFoundError(f'{folder}: not found (expected the ADE20K layout ADEChallengeData2016/'
+                                    '{images,annotations}/{training,validation})')
+    pairs = []
+    for img in sorted(images.glob('*.jpg')):
+        lab = labels / (img.stem + '.png')
+        if not lab.exists():
+            raise DataError(f'{lab}: the annotation of {img.name} is missing')
+        pairs.append((img, lab))
+    if not pairs:
+        raise FileNotFoundError(f'{images}: no .jpg images')
+    return pairs
+
+
+def reduce_zero_label(label: np.ndarray) -> np.ndarray:
+    """ADE20K's 0 ('other') -> ignored; 1..150 -> 0..149."""
+    label = label.astype(np.int64) - 1
+    label[label < 0] = IGNORE
+    return label
+
+
+def photometric(img: torch.Tensor, rng: random.Random) -> torch.Tensor:
+    """mmsegmentation's PhotoMetricDistortion on a uint8 tensor: brightness, contrast, saturation, hue."""
+    img = img.float()
+    if rng.random() < 0.5:
+        img = img + rng.uniform(-32, 32)
+    if rng.random() < 0.5:
+        img = img * rng.uniform(0.5, 1.5)
+    img = img.clamp(0, 255).to(torch.uint8)
+    if rng.random() < 0.5:
+        img = TF.adjust_saturation(img, rng.uniform(0.5, 1.5))
+    if rng.random() < 0.5:
+        img = TF.adjust_hue(img, rng.uniform(-18, 18) / 360)
+    return img
+
+
+class ADE20K(torch.utils.data.Dataset):
+    """Training: random resize (ratio of ``scale``), random crop with ``cat_max_ratio``, flip, photometric
+    distortion, padding (labels with 255). Evaluation: resize to ``scale`` keeping the ratio; the label stays at
+    full resolution."""
+
+    def __init__(self, pairs, cfg, train):
+        self.pairs, self.cfg, self.train = pairs, cfg, train
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def load(self, i):
+        img_path, lab_path = self.pairs[i]
+        try:
+            img = torch.from_numpy(np.asarray(Image.open(img_path).convert('RGB'))).permute(2, 0, 1)
+            lab = torch.from_numpy(reduce_zero_label(np.asarray(Image.open(lab_path))))
+        except (OSError, SyntaxError) as e:
+            raise UnreadableImage(f'{img_path}: unreadable image or annotation ({e})') from None
+        return img, lab
+
+    def __getitem__(self, key):
+        index, seed = key if isinstance(key, tuple) else (key, key)
+        img, lab = self.load(index)
+        long_side, short_side = self.cfg.scale
+        if not self.train:
+            s = min(long_side / max(img.shape[1:]), short_side / min(img.shape[1:]))
+            img = TF.resize(img, [round(img.shape[1] * s), round(img.shape[2] * s)], antialias=True)
+            return dict(inputs=normalize(img), labels=lab, seeds=seed)
+        rng = random.Random(seed)
+        ratio = rng.uniform(*self.cfg.ratio_range)
+        s = min(long_side * ratio / max(img.shape[1:]), short_side * ratio / min(img.shape[1:]))
+        size = [max(1, round(img.shape[1] * s)), max(1, round(img.shape[2] * s))]
+        img = TF.resize(img, size, antialias=True)
+        lab = TF.resize(lab[None], size, interpolation=TF.InterpolationMode.NEAREST)[0]
+        img, lab = self.crop(img, lab, rng)
+        if rng.random() < 0.5:
+            img, lab = img.flip(-1), lab.flip(-1)
+        img = photometric(img, rng)
+        c = self.cfg.crop_size
+        pad_h, pad_w = c - img.shape[1], c - img.shape[2]
+        x = F.pad(normalize(img), (0, pad_w, 0, pad_h))
+        lab = F.pad(lab, (0, pad_w, 0, pad_h), value=IGNORE)
+        return dict(inputs=x, labels=lab, seeds=seed)
+
+    def crop(self, img, lab, rng):
+        """A random crop in which no class covers more than ``cat_max_ratio`` (10 tries, as mmsegmentation)."""
+        c = self.cfg.crop_size
+        H, W = lab.shape
+        for _ in range(10):
+            y, x = rng.randint(0, max(H - c, 0)), rng.randint(0, max(W - c, 0))
+            cut = lab[y:y + c, x:x + c]
+            _, counts = torch.unique(cut[cut != IGNORE], return_counts=True)
+            if len(counts) > 1 and counts.max() / counts.sum() < self.cfg.cat_max_ratio:
+                break
+        return img[:, y:y + c, x:x + c], lab[y:y + c, x:x + c]
+
+
+def normalize(img: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1) * 255
+    return (img.float() - mean) / std
+
+
+def collate_eval(batch):
+    return dict(inputs=[b['inputs'] for b in batch], labels=[b['labels'] for b in batch],
+                seeds=torch.tensor([b['seeds'] for b in batch]))
+
+
+# ==================================================================== run
+def run(bench, cfg, ctx) -> Outcome:
+    val_pairs = read_ade(cfg.dataset.root, 'val')
+    train_pairs = None if ctx.eval_only else read_ade(cfg.dataset.root, 'train')
+    torch.manual_seed(cfg.seed)
+    backbone, info = build_encoder(ctx.checkpoint, ctx.arch, ctx.allow_pickle, img_size=cfg.crop_size,
+                                   learnable_pos=True, drop_path_rate=cfg.drop_path)
+    depth = len(backbone.blocks)
+    out_blocks = cfg.out_blocks.get(info['arch'], None) if isinstance(cfg.out_blocks, dict) else cfg.out_blocks
+    out_blocks = out_blocks or [depth // 4 - 1, depth // 2 - 1, 3 * depth // 4 - 1, depth - 1]
+    bf16 = precision_is_bf16(cfg.precision)
+    model = UperNetViT(backbone, out_blocks, cfg.dataset.num_classes, cfg.channels, cfg.aux_channels,
+                       cfg.aux_weight, bf16, cfg.crop_size, cfg.stride)
+    if ctx.eval_only:
+        from mae_core.checkpoint import read_checkpoint
+        sd, _, _ = read_checkpoint(ctx.checkpoint, ctx.allow_pickle)
+        if not any(k.startswith('decode_head.') for k in sd):
+            raise DataError(f'{ctx.checkpoint}: --eval-only needs a trained segmenter (no decode_head.* keys)')
+        model.load_state_dict(sd, strict=True)
+    workers = cfg.num_workers
+    common = dict(num_workers=workers, pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+    val_ds = ADE20K(val_pairs, cfg, train=False)
+    val_loader = torch.utils.data.DataLoader(val_ds, batch_size=1, sampler=DefaultSampler(val_ds, shuffle=False),
+                                             collate_fn=collate_eval, **common)
+    train_loader = None
+    if train_pairs is not None:
+        train_ds = ADE20K(train_pairs, cfg, train=True)
+        train_loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, drop_last=True,
+                                                   sampler=core.SeededSampler(train_ds, cfg.seed), **common)
+    keep = KeepMetrics()
+    kwargs = engine.runner_kwargs(ctx.work_dir, ctx.launcher, cfg.seed, ctx.resume, name=bench.name, by_epoch=False,
+                                  checkpoint_interval=cfg.checkpoint_interval, log_interval=cfg.log_interval)
+    evaluator = Evaluator(IoUMetric(cfg.dataset.num_classes))
+    try:
+        if ctx.eval_only:
+            runner = core.Runner(model=model, val_dataloader=val_loader, val_cfg=dict(), val_evaluator=evaluator,
+                                 custom_hooks=[keep], **kwargs)
+            runner.val()
+        else:
+            lr = cfg.optim.lr  # ADE20K's recipe gives the lr for batch 16 directly
+            groups = engine.layer_decay_groups(model.backbone, cfg.optim.weight_decay, cfg.optim.layer_decay)
+            for g in groups:
+                g['lr'] = lr * g.pop('lr_scale')
+            heads = [p for n, p in model.named_parameters() if not n.startswith('backbone.')]
+            groups.append(dict(params=[p for p in heads if p.ndim > 1], weight_decay=cfg.optim.weight_decay, lr=lr))
+            groups.append(dict(params=[p for p in heads if p.ndim <= 1], weight_decay=0.0, lr=lr))
+            from mmengine.optim import OptimWrapper
+            optim = OptimWrapper(torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999)))
+            warm = min(cfg.warmup_iters, cfg.max_iters)
+            scheds = [dict(type=LinearLR, start_factor=1e-6, by_epoch=False, begin=0, end=warm)]
+            if cfg.max_iters > warm:
+                scheds.append(dict(type=PolyLR, power=1.0, eta_min=0.0, by_epoch=False, begin=warm,
+                                   end=cfg.max_iters))
+            runner = core.Runner(
+                model=model, train_dataloader=train_loader, val_dataloader=val_loader, val_cfg=dict(),
+                val_evaluator=evaluator, optim_wrapper=optim, param_scheduler=scheds, custom_hooks=[keep],
+                train_cfg=dict(by_epoch=False, max_iters=cfg.max_iters, val_interval=cfg.max_iters), **kwargs)
+            runner.train()
+            if keep.metrics is None:
+                keep.metrics = runner.val_loop.run()
+    finally:
+        core.release_workers(train_loader, val_loader)
+    metrics = {k: float(v) for k, v in keep.metrics.items()}
+    extra = dict(work_dir=ctx.work_dir)
+    if not ctx.eval_only and core.is_main_process():
+        meta = dict(arch=info['arch'], task='ade20k_upernet', out_blocks=list(out_blocks), pretrain=info['meta'])
+        extra['finetuned_checkpoint'] = str(save_ours(Path(ctx.work_dir) / 'segmenter.pth', model.state_dict(), meta))
+    subset = 'smoke' if ctx.smoke else ('full' if len(val_pairs) == 2000 else 'partial')
+    settings = dict(crop_size=cfg.crop_size, stride=cfg.stride, scale=list(cfg.scale), max_iters=cfg.max_iters,
+                    out_blocks=list(out_blocks), recipe=cfg.recipe, precision='bf16' if bf16 else 'fp32',
+                    total_batch=cfg.batch_size * core.world_size())
+    data = dict(dataset='ade20k', split='val', subset=subset, num_images=len(val_pairs), root=str(cfg.dataset.root))
+    return Outcome(metrics, settings, data, extra)
