@@ -12,7 +12,7 @@ def fail(msg: str):
 
 
 def load_config(path, options=()):
-    from mmengine.config import Config, DictAction  # noqa: F401
+    from mmengine.config import Config
     if not Path(path).is_file():
         fail(f'{path}: config file not found')
     try:

@@ -1,6 +1,5 @@
 """Classification transfer: the recipes' mechanics (layer decay, LARS, frozen parts) on the real run path,
 the dataset readers on generated data in each real format, eval-only and resume."""
-import json
 import os
 import random
 import signal

@@ -61,7 +61,6 @@ def test_resume_after_kill_gives_the_weights_of_an_uninterrupted_run(tmp_path):
 
 
 def test_reconstruction_figure_keeps_the_visible_patches(tiny_checkpoint, tmp_path):
-    from mae_core.data import list_images
     from mae_core.figures import mae_from_checkpoint, reconstruct, reconstruction_figure
     from mae_core.pretrain import generated_images
     from mmengine.config import Config

@@ -10,7 +10,6 @@ import torch
 import torch.nn as nn
 from mmengine.dataset import DefaultSampler
 from mmengine.evaluator import Evaluator
-from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from timm.data import Mixup, create_transform
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
@@ -61,16 +60,6 @@ class Classifier(BaseModel):
         with core.autocast_context(inputs.device.type, self.bf16):
             logits = self.vit(inputs).float()
         return logits if mode == 'tensor' else list(zip(logits, labels))
-
-
-class KeepMetrics(Hook):
-    """Keeps the metrics of the last validation."""
-
-    def __init__(self):
-        self.metrics = None
-
-    def after_val_epoch(self, runner, metrics=None):
-        self.metrics = dict(metrics or {})
 
 
 def eval_transform(img_size: int, crop_pct: float = 0.875):
@@ -191,30 +180,19 @@ def run(bench, cfg, ctx) -> Outcome:
     bf16 = precision_is_bf16(cfg.precision)
     mixup, criterion = mixup_and_loss(cfg, num_classes)
     train_loader, val_loader = loaders(cfg, train, val)
-    keep = KeepMetrics()
     kwargs = engine.runner_kwargs(ctx.work_dir, ctx.launcher, cfg.seed, ctx.resume, name=bench.name,
                                   log_interval=cfg.get('log_interval', 10))
     model = Classifier(vit, mixup, criterion, bf16)
-    evaluator = Evaluator(engine.TopKAccuracy())
-    try:
-        if ctx.eval_only:
-            runner = core.Runner(model=model, val_dataloader=val_loader, val_cfg=dict(), val_evaluator=evaluator,
-                                 custom_hooks=[keep], **kwargs)
-            runner.val()
-        else:
-            lr = engine.scaled_lr(cfg.optim.blr, cfg.batch_size, cfg.get('accum_iter', 1))
-            runner = core.Runner(
-                model=model, train_dataloader=train_loader, val_dataloader=val_loader, val_cfg=dict(),
-                val_evaluator=evaluator, train_cfg=dict(by_epoch=True, max_epochs=cfg.epochs, val_interval=cfg.epochs),
-                optim_wrapper=engine.build_optim_wrapper(vit, cfg.optim, lr, cfg.get('accum_iter', 1)),
-                param_scheduler=build_schedulers(cfg.epochs, cfg.warmup_epochs), custom_hooks=[keep], **kwargs)
-            runner.train()
-            if keep.metrics is None:  # resumed after the last epoch had been saved: evaluate it now
-                keep.metrics = runner.val_loop.run()
-    finally:
-        core.release_workers(train_loader, val_loader)
-    metrics = {k: float(v) for k, v in keep.metrics.items() if k in ('top1', 'top5')}
-    n_images = int(keep.metrics['num_images'])
+    train_args = {}
+    if not ctx.eval_only:
+        lr = engine.scaled_lr(cfg.optim.blr, cfg.batch_size, cfg.get('accum_iter', 1))
+        train_args = dict(train_cfg=dict(by_epoch=True, max_epochs=cfg.epochs, val_interval=cfg.epochs),
+                          optim_wrapper=engine.build_optim_wrapper(vit, cfg.optim, lr, cfg.get('accum_iter', 1)),
+                          param_scheduler=build_schedulers(cfg.epochs, cfg.warmup_epochs))
+    results = engine.train_or_evaluate(model, train_loader, val_loader, Evaluator(engine.TopKAccuracy()), kwargs,
+                                       ctx.eval_only, **train_args)
+    metrics = {k: float(v) for k, v in results.items() if k in ('top1', 'top5')}
+    n_images = int(results['num_images'])
     settings = dict(protocol=cfg.protocol, img_size=cfg.img_size, recipe=cfg.recipe, epochs=cfg.epochs,
                     precision='bf16' if bf16 else 'fp32', eval_crop_pct=cfg.aug.crop_pct,
                     total_batch=cfg.batch_size * core.world_size() * cfg.get('accum_iter', 1))

@@ -4,11 +4,11 @@ import time
 
 import torch
 from mmengine.evaluator import BaseMetric
+from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapper
 from timm.optim import param_groups_weight_decay
 
 from mae_core import engine as core
-from mae_core.pretrain import build_schedulers
 
 
 class LARS(torch.optim.Optimizer):
@@ -128,3 +128,46 @@ def runner_kwargs(work_dir, launcher, seed, resume, checkpoint_interval=1, log_i
         visualizer=core.visualizer_cfg(), experiment_name=f'{name}_{time.strftime("%Y%m%d_%H%M%S")}_{time.time_ns() % 10**6}',
         env_cfg=dict(dist_cfg=dict(backend='nccl' if torch.cuda.is_available() else 'gloo')),
         cfg=dict(model_wrapper_cfg=core.model_wrapper_cfg()), log_level='INFO')
+
+
+def encoder_and_head_groups(model, vit, lr, weight_decay, layer_decay):
+    """Layer-decayed groups for the encoder ``vit`` inside ``model``; plain groups (no weight decay on 1-D
+    parameters) for everything else: necks and heads."""
+    groups = layer_decay_groups(vit, weight_decay, layer_decay)
+    for g in groups:
+        g['lr'] = lr * g.pop('lr_scale')
+    encoder = {id(p) for p in vit.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in encoder and p.requires_grad]
+    return groups + [dict(params=[p for p in rest if p.ndim > 1], weight_decay=weight_decay, lr=lr),
+                     dict(params=[p for p in rest if p.ndim <= 1], weight_decay=0.0, lr=lr)]
+
+
+class KeepMetrics(Hook):
+    """Keeps the metrics of the last validation."""
+
+    def __init__(self):
+        self.metrics = None
+
+    def after_val_epoch(self, runner, metrics=None):
+        self.metrics = dict(metrics or {})
+
+
+def train_or_evaluate(model, train_loader, val_loader, evaluator, runner_kwargs, eval_only, **train_args):
+    """mmengine's Runner: validation only (``eval_only``), or training (``train_args``: train_cfg,
+    optim_wrapper, param_scheduler) then the final validation -> the metrics. Loader workers are released after."""
+    keep = KeepMetrics()
+    try:
+        if eval_only:
+            runner = core.Runner(model=model, val_dataloader=val_loader, val_cfg=dict(), val_evaluator=evaluator,
+                                 custom_hooks=[keep], **runner_kwargs)
+            runner.val()
+        else:
+            runner = core.Runner(model=model, train_dataloader=train_loader, val_dataloader=val_loader,
+                                 val_cfg=dict(), val_evaluator=evaluator, custom_hooks=[keep], **train_args,
+                                 **runner_kwargs)
+            runner.train()
+            if keep.metrics is None:  # resumed after the last step had been saved: evaluate it now
+                keep.metrics = runner.val_loop.run()
+    finally:
+        core.release_workers(train_loader, val_loader)
+    return keep.metrics

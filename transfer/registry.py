@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import classification, robustness, segmentation
+from . import classification, detection, robustness, segmentation
 from .datasets import smoke
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / 'eval_configs'
@@ -58,6 +58,8 @@ BENCHMARKS = {b.name: b for b in [
     _robustness('imagenet_a', 'ImageNet-A', ('top1',), lambda: smoke.robustness_folders('adversarial')),
     _robustness('imagenet_r', 'ImageNet-R', ('top1',), lambda: smoke.robustness_folders('rendition')),
     _robustness('imagenet_sketch', 'ImageNet-Sketch', ('top1',), lambda: smoke.robustness_folders('sketch')),
+    Benchmark('coco_maskrcnn', 'detection', 'COCO 2017', ('APbox', 'APmask'), 'Table 4; Table 7', detection.run,
+              lambda spec: smoke.coco()),
     Benchmark('ade20k_upernet', 'segmentation', 'ADE20K', ('mIoU', 'aAcc'), 'Table 5; Table 7', segmentation.run,
               lambda spec: smoke.ade20k()),
 ]}

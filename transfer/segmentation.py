@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from mmengine.dataset import DefaultSampler
 from mmengine.evaluator import BaseMetric, Evaluator
 from mmengine.model import BaseModel
-from mmengine.optim import LinearLR, PolyLR
+from mmengine.optim import LinearLR, OptimWrapper, PolyLR
 from PIL import Image
 from torchvision.transforms import functional as TF
 
@@ -25,7 +25,7 @@ from mae_core.data import IMAGENET_MEAN, IMAGENET_STD, UnreadableImage
 from mae_core.pretrain import precision_is_bf16
 
 from . import engine
-from .classification import KeepMetrics, Outcome
+from .classification import Outcome
 from .errors import DataError
 
 IGNORE = 255
@@ -339,40 +339,23 @@ def run(bench, cfg, ctx) -> Outcome:
         train_ds = ADE20K(train_pairs, cfg, train=True)
         train_loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, drop_last=True,
                                                    sampler=core.SeededSampler(train_ds, cfg.seed), **common)
-    keep = KeepMetrics()
     kwargs = engine.runner_kwargs(ctx.work_dir, ctx.launcher, cfg.seed, ctx.resume, name=bench.name, by_epoch=False,
                                   checkpoint_interval=cfg.checkpoint_interval, log_interval=cfg.log_interval)
+    train_args = {}
+    if not ctx.eval_only:  # the recipe gives the lr for its batch directly
+        groups = engine.encoder_and_head_groups(model, model.backbone, cfg.optim.lr, cfg.optim.weight_decay,
+                                                cfg.optim.layer_decay)
+        warm = min(cfg.warmup_iters, cfg.max_iters)
+        scheds = [dict(type=LinearLR, start_factor=1e-6, by_epoch=False, begin=0, end=warm)]
+        if cfg.max_iters > warm:
+            scheds.append(dict(type=PolyLR, power=1.0, eta_min=0.0, by_epoch=False, begin=warm,
+                               end=cfg.max_iters))
+        train_args = dict(train_cfg=dict(by_epoch=False, max_iters=cfg.max_iters, val_interval=cfg.max_iters),
+                          optim_wrapper=OptimWrapper(torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=(0.9, 0.999))),
+                          param_scheduler=scheds)
     evaluator = Evaluator(IoUMetric(cfg.dataset.num_classes))
-    try:
-        if ctx.eval_only:
-            runner = core.Runner(model=model, val_dataloader=val_loader, val_cfg=dict(), val_evaluator=evaluator,
-                                 custom_hooks=[keep], **kwargs)
-            runner.val()
-        else:
-            lr = cfg.optim.lr  # ADE20K's recipe gives the lr for batch 16 directly
-            groups = engine.layer_decay_groups(model.backbone, cfg.optim.weight_decay, cfg.optim.layer_decay)
-            for g in groups:
-                g['lr'] = lr * g.pop('lr_scale')
-            heads = [p for n, p in model.named_parameters() if not n.startswith('backbone.')]
-            groups.append(dict(params=[p for p in heads if p.ndim > 1], weight_decay=cfg.optim.weight_decay, lr=lr))
-            groups.append(dict(params=[p for p in heads if p.ndim <= 1], weight_decay=0.0, lr=lr))
-            from mmengine.optim import OptimWrapper
-            optim = OptimWrapper(torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999)))
-            warm = min(cfg.warmup_iters, cfg.max_iters)
-            scheds = [dict(type=LinearLR, start_factor=1e-6, by_epoch=False, begin=0, end=warm)]
-            if cfg.max_iters > warm:
-                scheds.append(dict(type=PolyLR, power=1.0, eta_min=0.0, by_epoch=False, begin=warm,
-                                   end=cfg.max_iters))
-            runner = core.Runner(
-                model=model, train_dataloader=train_loader, val_dataloader=val_loader, val_cfg=dict(),
-                val_evaluator=evaluator, optim_wrapper=optim, param_scheduler=scheds, custom_hooks=[keep],
-                train_cfg=dict(by_epoch=False, max_iters=cfg.max_iters, val_interval=cfg.max_iters), **kwargs)
-            runner.train()
-            if keep.metrics is None:
-                keep.metrics = runner.val_loop.run()
-    finally:
-        core.release_workers(train_loader, val_loader)
-    metrics = {k: float(v) for k, v in keep.metrics.items()}
+    results = engine.train_or_evaluate(model, train_loader, val_loader, evaluator, kwargs, ctx.eval_only, **train_args)
+    metrics = {k: float(v) for k, v in results.items()}
     extra = dict(work_dir=ctx.work_dir)
     if not ctx.eval_only and core.is_main_process():
         meta = dict(arch=info['arch'], task='ade20k_upernet', out_blocks=list(out_blocks), pretrain=info['meta'])

@@ -5,6 +5,7 @@ an interrupted generation never leaves a half dataset behind. The classes are th
 ``mae_core.data`` (colour + stripe orientation), on wnids that ImageNet-A and -R both contain."""
 import json
 import os
+import random
 import shutil
 from pathlib import Path
 
@@ -143,14 +144,17 @@ def imagenet_c(seed=0, per_class=2) -> Path:
 
     from ..robustness import CORRUPTIONS, EXTRA_ALEXNET_MEAN, SEVERITIES
 
+    CORRUPTIONS_ALL = CORRUPTIONS + tuple(EXTRA_ALEXNET_MEAN)
+
     def make(root):
         wnids = smoke_wnids(NUM_CLASSES)
         base = [(c, k, img) for c, k, img in _labelled_images('val', seed) if k < per_class]
-        for name in CORRUPTIONS + tuple(EXTRA_ALEXNET_MEAN):
+        for name in CORRUPTIONS_ALL:
             for s in SEVERITIES:
                 for c, k, img in base:
-                    np.random.seed((seed * 100003 + len(name) * 1009 + s * 101 + c * 11 + k) % 2 ** 32)  # the
-                    # library draws its noise from numpy's global generator
+                    draw = (seed * 100003 + CORRUPTIONS_ALL.index(name) * 1009 + s * 101 + c * 11 + k) % 2 ** 32
+                    np.random.seed(draw)  # most corruptions draw from numpy's or Python's global generators;
+                    random.seed(draw)  # impulse_noise (skimage) and glass_blur (numba) use their own and vary
                     out = np.asarray(corrupt(img, corruption_name=name, severity=s)).astype(np.uint8)
                     write_image(root / name / str(s) / wnids[c] / f'{k:04d}.JPEG', out, quality=85)
     return cached(f'imagenet_c_s{seed}', make)
@@ -189,3 +193,49 @@ def ade20k(seed=0, train=40, val=8) -> Path:
                 (base / 'annotations' / split).mkdir(parents=True, exist_ok=True)
                 Image.fromarray(label.astype(np.uint8)).save(base / 'annotations' / split / f'ADE_{split[:5]}_{i:08d}.png')
     return cached(f'ade20k_s{seed}', make)
+
+
+# ==================================================================== COCO
+def coco(seed=0, train=48, val=12, size=128) -> Path:
+    """The COCO 2017 layout (``annotations/instances_{train,val}2017.json``, ``{train,val}2017/``): shapes with
+    polygon masks, category ids with gaps (as COCO's 1..90), and a crowd region per image to be ignored."""
+    import json
+    shapes = {1: 'square', 3: 'disc', 7: 'triangle'}
+    colours = {1: (220, 60, 40), 3: (40, 180, 70), 7: (50, 90, 220)}
+
+    def polygon(kind, cx, cy, r):
+        if kind == 'square':
+            return [cx - r, cy - r, cx + r, cy - r, cx + r, cy + r, cx - r, cy + r]
+        if kind == 'triangle':
+            return [cx, cy - r, cx + r, cy + r, cx - r, cy + r]
+        return [v for a in np.linspace(0, 2 * np.pi, 16, endpoint=False) for v in (cx + r * np.cos(a), cy + r * np.sin(a))]
+
+    def make(root):
+        from PIL import Image, ImageDraw
+        rng = np.random.default_rng(seed)
+        cats = [dict(id=c, name=n, supercategory='shape') for c, n in shapes.items()]
+        for split, n in (('train', train), ('val', val)):
+            images, anns = [], []
+            for i in range(n):
+                canvas = Image.fromarray((rng.normal(128, 12, (size, size, 3))).clip(0, 255).astype(np.uint8))
+                draw = ImageDraw.Draw(canvas)
+                for k in range(rng.integers(1, 4)):
+                    c = int(rng.choice(list(shapes)))
+                    r = float(rng.uniform(10, 28))
+                    cx, cy = rng.uniform(r, size - r, 2).tolist()
+                    poly = [round(v, 1) for v in polygon(shapes[c], cx, cy, r)]
+                    draw.polygon(poly, fill=colours[c])
+                    xs, ys = poly[0::2], poly[1::2]
+                    bbox = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+                    anns.append(dict(id=len(anns) + 1, image_id=i + 1, category_id=c, segmentation=[poly],
+                                     area=bbox[2] * bbox[3] * 0.7, bbox=bbox, iscrowd=0))
+                anns.append(dict(id=len(anns) + 1, image_id=i + 1, category_id=1, iscrowd=1, area=64.0,
+                                 bbox=[0, 0, 8, 8], segmentation=[[0, 0, 8, 0, 8, 8, 0, 8]]))
+                name = f'{i + 1:012d}.jpg'
+                (root / f'{split}2017').mkdir(parents=True, exist_ok=True)
+                canvas.save(root / f'{split}2017' / name, quality=92)
+                images.append(dict(id=i + 1, file_name=name, width=size, height=size))
+            (root / 'annotations').mkdir(parents=True, exist_ok=True)
+            (root / 'annotations' / f'instances_{split}2017.json').write_text(
+                json.dumps(dict(images=images, annotations=anns, categories=cats)))
+    return cached(f'coco_s{seed}', make)

@@ -1,0 +1,20 @@
+_base_ = ['./coco_maskrcnn.py']
+# Smoke: generated shapes in the COCO layout, 128 px, windows of 4 patches, ~100 iterations on CPU; "smoke".
+recipe = 'smoke'
+image_size = 128
+window_size = 4
+global_blocks = [2, 5, 8, 11]
+anchor_sizes = (8, 16, 32, 64, 128)
+channels = 64                # narrower heads: 256 would take ~3 s per step on 2 CPU cores
+rpn_batch_per_image = 64
+box_batch_per_image = 64
+rpn_post_nms_test = 100
+optim = dict(lr=1e-3)
+max_iters = 100
+lr_steps = (80,)
+warmup_iters = 5
+batch_size = 4
+eval_batch_size = 4
+num_workers = 1
+checkpoint_interval = 50
+log_interval = 10

@@ -1,0 +1,105 @@
+"""COCO / Mask R-CNN: the evaluation path against pycocotools, the pyramid's shapes and strides, the label
+mapping, and the smoke run through run_transfer.py."""
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import ConfigDict
+from pycocotools import mask as mask_util
+
+from mae_core.vit import vit
+from transfer import detection as det
+from transfer.datasets import smoke
+
+CFG = ConfigDict(image_size=128, channels=64, jitter=(0.1, 2.0), pyramid='vitdet', anchor_sizes=(8, 16, 32, 64, 128),
+                 rpn_batch_per_image=64, box_batch_per_image=64, rpn_post_nms_test=100)
+
+
+@pytest.fixture(scope='module')
+def coco_val():
+    root = smoke.coco()
+    return det.COCODetection(root, 'val', CFG, train=False)
+
+
+def gt_as_detections(ds, shift=0.0):
+    """Every non-crowd ground-truth instance as a detection (score 1), boxes shifted by ``shift`` pixels."""
+    out = []
+    for image_id in ds.ids:
+        anns = [a for a in ds.coco.loadAnns(ds.coco.getAnnIds(image_id)) if not a['iscrowd']]
+        masks = torch.from_numpy(np.stack([ds.coco.annToMask(a) for a in anns])).float()[:, None]
+        boxes = torch.tensor([[a['bbox'][0] + shift, a['bbox'][1], a['bbox'][0] + a['bbox'][2] + shift,
+                               a['bbox'][1] + a['bbox'][3]] for a in anns])
+        labels = torch.tensor([ds.cats.label[a['category_id']] for a in anns])
+        out.append((dict(boxes=boxes, labels=labels, scores=torch.ones(len(anns)), masks=masks), image_id))
+    return out
+
+
+def test_ground_truth_fed_back_as_detections_scores_ap_100(coco_val):
+    metric = det.COCOMetric(coco_val.coco, coco_val.cats)
+    metric.process(None, gt_as_detections(coco_val))
+    out = metric.compute_metrics(metric.results)
+    assert out['APbox'] == pytest.approx(100.0) and out['APmask'] == pytest.approx(100.0)
+
+
+def test_a_perturbed_copy_scores_what_pycocotools_says(coco_val):
+    from pycocotools.cocoeval import COCOeval
+    dets = gt_as_detections(coco_val, shift=3.0)
+    results = [r for d, i in dets for r in det.to_coco_results(d, i, coco_val.cats)]
+    ours = det.coco_ap(coco_val.coco, results, kinds=('bbox',))
+    ev = COCOeval(coco_val.coco, coco_val.coco.loadRes(copy.deepcopy(results)), 'bbox')
+    ev.evaluate(), ev.accumulate(), ev.summarize()
+    assert ours['APbox'] == pytest.approx(100 * ev.stats[0]) and 0 < ours['APbox'] < 100
+
+
+def test_results_are_coco_json_with_xywh_boxes_and_string_rles(coco_val):
+    d, image_id = gt_as_detections(coco_val)[0]
+    r = det.to_coco_results(d, image_id, coco_val.cats)[0]
+    json.dumps(r)
+    assert isinstance(r['segmentation']['counts'], str)
+    assert mask_util.decode(dict(r['segmentation'], counts=r['segmentation']['counts'].encode())).sum() > 0
+    x, y, w, h = r['bbox']
+    assert w > 0 and h > 0 and r['category_id'] in (1, 3, 7)
+
+
+def test_labels_map_to_coco_category_ids_and_back(coco_val):
+    cats = coco_val.cats
+    assert cats.ids == [1, 3, 7] and [cats.label[c] for c in cats.ids] == [1, 2, 3]
+    assert [cats.to_id(cats.label[c]) for c in cats.ids] == cats.ids
+
+
+def test_crowd_regions_are_ignored_in_training():
+    ds = det.COCODetection(smoke.coco(), 'train', CFG, train=True)
+    item = ds[(0, 123)]
+    anns = ds.coco.loadAnns(ds.coco.getAnnIds(ds.ids[0]))
+    assert len(item['targets']['labels']) <= sum(not a['iscrowd'] for a in anns)
+    assert item['inputs'].shape == (3, 128, 128)
+    m, b = item['targets']['masks'], item['targets']['boxes']
+    assert len(m) == len(b) and (len(b) == 0 or ((b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])).all())
+
+
+def test_the_pyramid_has_strides_4_to_64_with_256_channels_at_1024():
+    pyramid = det.SimpleFeaturePyramid(vit('vit_toy_patch16', img_size=1024, window_size=14, global_blocks=(1,)))
+    with torch.no_grad():
+        feats = pyramid(torch.randn(1, 3, 1024, 1024))
+    assert list(feats) == ['0', '1', '2', '3', 'pool']
+    assert [tuple(f.shape[1:]) for f in feats.values()] == [(256, 256, 256), (256, 128, 128), (256, 64, 64),
+                                                            (256, 32, 32), (256, 16, 16)]
+    mae_variant = det.SimpleFeaturePyramid(vit('vit_tiny_patch16', img_size=64), variant='mae')
+    assert mae_variant.out_blocks == (2, 5, 8, 11)  # four equal subsets of the 12 blocks
+    with torch.no_grad():
+        assert [tuple(f.shape[2:]) for f in mae_variant(torch.randn(1, 3, 64, 64)).values()] == [
+            (16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]
+
+
+def test_smoke_run_lowers_its_loss_and_writes_a_record(smoke_all):
+    rec = smoke_all[0]['coco_maskrcnn']
+    assert rec['family'] == 'detection' and rec['data']['subset'] == 'smoke' and rec['data']['num_images'] == 12
+    for k in ('APbox', 'APmask', 'APbox50', 'APmask75', 'APbox_s', 'APmask_l'):
+        assert 0 <= rec['metrics'][k] <= 100
+    from pathlib import Path
+    scalars = [json.loads(l) for l in next(Path(rec['model']['work_dir']).glob('*/vis_data/scalars.json'))
+               .read_text().splitlines()]
+    losses = [s['loss'] for s in scalars if 'loss' in s]
+    assert len(losses) >= 4 and np.mean(losses[-2:]) < np.mean(losses[:2])
