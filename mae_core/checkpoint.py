@@ -262,7 +262,9 @@ def _unwrap(obj, path):
     if not isinstance(obj, dict):
         raise CheckpointError(f'{path}: expected a dict of tensors, found {type(obj).__name__}')
     if isinstance(obj.get('model'), dict) and isinstance(obj.get('meta'), dict) and 'arch' in obj['meta']:
-        return obj['model'], 'ours', dict(obj['meta'])
+        prefix = obj['meta'].get('encoder_prefix')  # a trained detector / segmenter: its encoder part
+        sd = {k[len(prefix):]: v for k, v in obj['model'].items() if k.startswith(prefix)} if prefix else obj['model']
+        return sd, 'ours', dict(obj['meta'])
     if isinstance(obj.get('model'), dict):
         sd = obj['model']
         fmt = 'fb_mae_full' if 'mask_token' in sd else \
@@ -307,6 +309,15 @@ def read_checkpoint(path, allow_pickle=False):
     sd = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in sd.items()}
     _first_unexpected(sd, path)
     return sd, fmt, meta
+
+
+def read_task_model(path) -> dict:
+    """The whole state dict of a detector or segmenter this suite saved (for ``--eval-only``)."""
+    obj = _read_raw(Path(path), allow_pickle=False)
+    if not (isinstance(obj, dict) and isinstance(obj.get('meta'), dict) and obj['meta'].get('encoder_prefix')):
+        raise CheckpointError(f'{path}: --eval-only needs a detector or segmenter saved by this suite '
+                              '(its meta names encoder_prefix)')
+    return obj['model']
 
 
 def load_encoder(path, arch=None, keep_head=False, allow_pickle=False):

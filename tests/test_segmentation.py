@@ -88,3 +88,14 @@ def test_smoke_run_lowers_its_loss_and_writes_a_record(smoke_all):
                .read_text().splitlines()]
     losses = [s['loss'] for s in scalars if 'loss' in s]
     assert len(losses) >= 4 and np.mean(losses[-2:]) < np.mean(losses[:2])
+
+
+def test_eval_only_on_the_trained_model_reproduces_its_metrics(smoke_all, tmp_path):
+    import sys
+    from conftest import REPO, run
+    from transfer.record import read_record
+    rec = smoke_all[0]['ade20k_upernet']
+    out = run([sys.executable, str(REPO / 'run_transfer.py'), 'ade20k_upernet', '--eval-only', '--smoke', '--checkpoint',
+               rec['model']['finetuned_checkpoint'], '--records-dir', str(tmp_path / 'r')], cwd=tmp_path)
+    again = read_record(out.stdout.strip().splitlines()[-1])
+    assert again['metrics'] == rec['metrics'] and again['model']['pretrain'] == rec['model']['pretrain']

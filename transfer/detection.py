@@ -27,13 +27,12 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.transforms import functional as TF
 
 from mae_core import engine as core
-from mae_core.checkpoint import build_encoder, save_ours
+from mae_core.checkpoint import build_encoder, read_task_model, save_ours
 from mae_core.data import IMAGENET_MEAN, IMAGENET_STD, UnreadableImage
 from mae_core.pretrain import precision_is_bf16
 
 from . import engine
 from .classification import Outcome
-from .errors import DataError
 
 
 # ==================================================================== model
@@ -266,11 +265,7 @@ def run(bench, cfg, ctx) -> Outcome:
     bf16 = precision_is_bf16(cfg.precision)
     model = Detector(build_detector(vit, len(val.cats.ids), cfg), bf16)
     if ctx.eval_only:
-        from mae_core.checkpoint import read_checkpoint
-        sd, _, _ = read_checkpoint(ctx.checkpoint, ctx.allow_pickle)
-        if not any(k.startswith('detector.') for k in sd):
-            raise DataError(f'{ctx.checkpoint}: --eval-only needs a trained detector (no detector.* keys)')
-        model.load_state_dict(sd, strict=True)
+        model.load_state_dict(read_task_model(ctx.checkpoint), strict=True)
     common = dict(num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available(),
                   persistent_workers=cfg.num_workers > 0, collate_fn=collate)
     val_loader = torch.utils.data.DataLoader(val, batch_size=cfg.eval_batch_size,
@@ -297,7 +292,7 @@ def run(bench, cfg, ctx) -> Outcome:
     metrics = {k: float(v) for k, v in results.items()}
     extra = dict(work_dir=ctx.work_dir)
     if not ctx.eval_only and core.is_main_process():
-        meta = dict(arch=info['arch'], task='coco_maskrcnn', pretrain=info['meta'])
+        meta = dict(arch=info['arch'], task='coco_maskrcnn', encoder_prefix='detector.backbone.vit.', pretrain=info['meta'])
         extra['finetuned_checkpoint'] = str(save_ours(Path(ctx.work_dir) / 'detector.pth', model.state_dict(), meta))
     subset = 'smoke' if ctx.smoke else ('full' if len(val) == 5000 else 'partial')
     settings = dict(image_size=cfg.image_size, pyramid=cfg.pyramid, window_size=cfg.window_size,

@@ -20,7 +20,7 @@ from PIL import Image
 from torchvision.transforms import functional as TF
 
 from mae_core import engine as core
-from mae_core.checkpoint import build_encoder, save_ours
+from mae_core.checkpoint import build_encoder, read_task_model, save_ours
 from mae_core.data import IMAGENET_MEAN, IMAGENET_STD, UnreadableImage
 from mae_core.pretrain import precision_is_bf16
 
@@ -324,11 +324,7 @@ def run(bench, cfg, ctx) -> Outcome:
     model = UperNetViT(backbone, out_blocks, cfg.dataset.num_classes, cfg.channels, cfg.aux_channels,
                        cfg.aux_weight, bf16, cfg.crop_size, cfg.stride)
     if ctx.eval_only:
-        from mae_core.checkpoint import read_checkpoint
-        sd, _, _ = read_checkpoint(ctx.checkpoint, ctx.allow_pickle)
-        if not any(k.startswith('decode_head.') for k in sd):
-            raise DataError(f'{ctx.checkpoint}: --eval-only needs a trained segmenter (no decode_head.* keys)')
-        model.load_state_dict(sd, strict=True)
+        model.load_state_dict(read_task_model(ctx.checkpoint), strict=True)
     workers = cfg.num_workers
     common = dict(num_workers=workers, pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
     val_ds = ADE20K(val_pairs, cfg, train=False)
@@ -358,7 +354,7 @@ def run(bench, cfg, ctx) -> Outcome:
     metrics = {k: float(v) for k, v in results.items()}
     extra = dict(work_dir=ctx.work_dir)
     if not ctx.eval_only and core.is_main_process():
-        meta = dict(arch=info['arch'], task='ade20k_upernet', out_blocks=list(out_blocks), pretrain=info['meta'])
+        meta = dict(arch=info['arch'], task='ade20k_upernet', encoder_prefix='backbone.', out_blocks=list(out_blocks), pretrain=info['meta'])
         extra['finetuned_checkpoint'] = str(save_ours(Path(ctx.work_dir) / 'segmenter.pth', model.state_dict(), meta))
     subset = 'smoke' if ctx.smoke else ('full' if len(val_pairs) == 2000 else 'partial')
     settings = dict(crop_size=cfg.crop_size, stride=cfg.stride, scale=list(cfg.scale), max_iters=cfg.max_iters,
