@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .vit import ARCHS, VisionTransformer, vit
+from .vit import ARCHS, VisionTransformer, resample_pos_table, vit
 
 DECODER_PREFIXES = ('mask_token', 'encoder_mask_token', 'decoder_')
 HEAD_PREFIXES = ('fc_norm.', 'head.')
@@ -356,11 +356,9 @@ def load_into(model: VisionTransformer, sd: dict, path='<state dict>', strict_he
     Missing ``head``/``fc_norm``/``norm`` keys are allowed (a new head), unless ``strict_head``; any other
     missing, unexpected or mis-shaped key is one error naming it.
     """
-    from timm.layers import resample_abs_pos_embed
     sd = dict(sd)
-    if 'pos_embed' in sd and sd['pos_embed'].shape != model.pos_embed.shape:
-        old = int(round((sd['pos_embed'].shape[1] - 1) ** 0.5))
-        sd['pos_embed'] = resample_abs_pos_embed(sd['pos_embed'], list(model.grid_size), [old, old], 1)
+    if 'pos_embed' in sd:
+        sd['pos_embed'] = resample_pos_table(sd['pos_embed'], model.grid_size)
     own = model.state_dict()
     optional = HEAD_PREFIXES + ('norm.',) if not strict_head else ()
     # pooling and head belong to the task: a pre-trained norm is dropped under global pooling (as fb/mae does),

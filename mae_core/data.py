@@ -1,5 +1,7 @@
 """Images for pre-training (any folder, ImageNet layout or flat) and the generated images behind every smoke
 run: a learnable synthetic task (class = colour + stripe orientation), deterministic from a seed."""
+import os
+import shutil
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -80,6 +82,31 @@ class PretrainImages(torch.utils.data.Dataset):
 
 
 # ==================================================================== generated images
+def cache_dir() -> Path:
+    return Path(os.environ.get('MAE_SUITE_CACHE', Path.home() / '.cache' / 'mae_suite'))
+
+
+def cached(name: str, make) -> Path:
+    """``<cache>/<name>``, made by ``make(tmp_root)`` the first time: in a temp folder, then renamed, so an
+    interrupted generation leaves no half data set."""
+    root = cache_dir() / name
+    if root.exists():
+        return root
+    tmp = root.with_name(f'.{root.name}.tmp{os.getpid()}')
+    shutil.rmtree(tmp, ignore_errors=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        make(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        os.replace(tmp, root)
+    except OSError:  # another process made it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
 def smoke_wnids(num_classes: int = 10) -> list:
     """Classes for generated data: wnids that ImageNet-A and ImageNet-R both contain, spread over the 1000."""
     info = resources.files('timm.data').joinpath('_info')

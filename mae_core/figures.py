@@ -51,7 +51,8 @@ def reconstruction_figure(checkpoint, images, out, mask_ratios=(0.75,), masking=
     model, meta = mae_from_checkpoint(checkpoint, img_size, allow_pickle)
     size = model.grid_size[0] * model.patch_size
     tf = T.Compose([T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-    files = list_images(images)[:: max(1, len(list_images(images)) // num)][:num]
+    files = list_images(images)
+    files = files[:: max(1, len(files) // num)][:num]
     imgs = torch.stack([tf(load_rgb(f)) for f in files])
     masking = masking or meta.get('masking', 'random')
     mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)

@@ -12,7 +12,7 @@ import torch.nn as nn
 from timm.models.vision_transformer import Block
 
 from . import masking as masking_lib
-from .vit import ARCHS, VisionTransformer, sincos_pos_embed
+from .vit import ARCHS, VisionTransformer, resample_pos_table, sincos_pos_embed
 
 
 class MaskedAutoencoder(VisionTransformer):
@@ -89,11 +89,7 @@ class MaskedAutoencoder(VisionTransformer):
             x_ = torch.cat([x[:, 1:], mask_tokens], dim=1)  # [N, L, Dd], shuffled order
             x_ = torch.gather(x_, 1, m.ids_restore.unsqueeze(-1).expand(-1, -1, Dd))  # unshuffle
             x = torch.cat([x[:, :1], x_], dim=1)
-        pos = self.decoder_pos_embed
-        if tuple(grid) != tuple(self.grid_size):
-            from timm.layers import resample_abs_pos_embed
-            pos = resample_abs_pos_embed(pos, list(grid), list(self.grid_size), num_prefix_tokens=1)
-        x = x + pos
+        x = x + resample_pos_table(self.decoder_pos_embed, grid)
         for blk in self.decoder_blocks:
             x = blk(x)
         x = self.decoder_pred(self.decoder_norm(x))

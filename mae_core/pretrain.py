@@ -2,7 +2,6 @@
 per-iteration linear warm-up then cosine, RandomResizedCrop + flip, bf16 autocast where it pays.
 
 Every run ends with ``WORK_DIR/final.pth`` in our format and a run record of family ``pretrain``."""
-import os
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from timm.optim import param_groups_weight_decay
 
 from . import engine
 from .checkpoint import file_sha256, save_ours
-from .data import PretrainImages, make_class_folders, smoke_wnids
+from .data import PretrainImages, cache_dir, cached, make_class_folders, smoke_wnids
 from .mae import mae
 
 
@@ -35,21 +34,16 @@ class PretrainModel(BaseModel):
         return dict(loss=loss.float())
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get('MAE_SUITE_CACHE', Path.home() / '.cache' / 'mae_suite'))
-
-
 def generated_images(spec: dict) -> Path:
     """The generated pre-training image folder for ``spec`` (made once, then cached; rank 0 makes it)."""
     n, per, seed, size = spec['num_classes'], spec['per_class'], spec.get('seed', 0), spec.get('size', 80)
-    root = cache_dir() / f'pretrain_images_c{n}_p{per}_s{seed}_{size}px'
-    if engine.is_main_process() and not root.exists():
-        tmp = root.with_name(root.name + f'.tmp{os.getpid()}')
-        make_class_folders(tmp, smoke_wnids(n), per, seed=seed + 1000, size=size, prefix='pretrain')
-        os.replace(tmp, root)
+    name = f'pretrain_images_c{n}_p{per}_s{seed}_{size}px'
+    if engine.is_main_process():
+        cached(name, lambda tmp: make_class_folders(tmp, smoke_wnids(n), per, seed=seed + 1000, size=size,
+                                                    prefix='pretrain'))
     if dist.is_initialized():
         dist.barrier()
-    return root
+    return cache_dir() / name
 
 
 def precision_is_bf16(precision: str) -> bool:

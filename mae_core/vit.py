@@ -64,6 +64,14 @@ def window_unpartition(x: torch.Tensor, window: int, padded_hw, hw) -> torch.Ten
     return x.reshape(B, Hp, Wp, -1)[:, :H, :W].contiguous()
 
 
+def resample_pos_table(table: torch.Tensor, grid_hw) -> torch.Tensor:
+    """A square position table ``[1, 1+n*n, D]`` (cls slot first) for a ``grid_hw`` grid: bicubic, cls kept."""
+    old = int(round((table.shape[1] - 1) ** 0.5))
+    if tuple(grid_hw) == (old, old):
+        return table
+    return resample_abs_pos_embed(table, list(grid_hw), [old, old], num_prefix_tokens=1)
+
+
 class VisionTransformer(nn.Module):
     """Plain ViT with a cls token.
 
@@ -127,9 +135,7 @@ class VisionTransformer(nn.Module):
     # ---------------------------------------------------------------- embedding
     def pos_embed_for(self, grid_hw) -> torch.Tensor:
         """Position table for a grid of ``grid_hw`` patches (bicubic resampling, cls slot kept)."""
-        if tuple(grid_hw) == tuple(self.grid_size):
-            return self.pos_embed
-        return resample_abs_pos_embed(self.pos_embed, list(grid_hw), list(self.grid_size), num_prefix_tokens=1)
+        return resample_pos_table(self.pos_embed, grid_hw)
 
     def embed(self, x: torch.Tensor):
         """Images [B, C, H, W] -> patch tokens with position [B, L, D], cls token with position [B, 1, D]."""

@@ -3,7 +3,6 @@ Fig. 9) on ImageNet-1K, iNaturalist and Places, with the paper's recipes (FACTS.
 
 One protocol switch in the config: ``finetune`` (all blocks), ``linprobe`` (frozen encoder, cls token,
 BatchNorm without affine + linear head, LARS), ``partial`` (the last ``k`` blocks, fc_norm and head)."""
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,15 +27,6 @@ PROTOCOLS = ('finetune', 'linprobe', 'partial')
 # the published val sets: a run on fewer images is recorded as a partial subset, never as comparable
 FULL_VAL_SIZES = {'imagenet': 50000, 'inat2017': 95986, 'inat2018': 24426, 'inat2019': 3030,
                   'places205': 20500, 'places365': 36500}
-
-
-@dataclass
-class Outcome:
-    """What an adapter hands back to the CLI, which turns it into a run record."""
-    metrics: dict
-    settings: dict
-    data: dict
-    model: dict = field(default_factory=dict)  # extra model fields, e.g. the fine-tuned checkpoint
 
 
 class Classifier(BaseModel):
@@ -167,7 +157,7 @@ def data_section(cfg, ctx, val, n_images, skipped=0):
     return section
 
 
-def run(bench, cfg, ctx) -> Outcome:
+def run(bench, cfg, ctx) -> engine.Outcome:
     """Train (unless ``--eval-only``) and evaluate; rank 0 saves the fine-tuned model in our format."""
     if cfg.protocol not in PROTOCOLS:
         raise UsageError(f'{bench.config}: protocol must be one of {PROTOCOLS}, got {cfg.protocol!r}')
@@ -204,4 +194,4 @@ def run(bench, cfg, ctx) -> Outcome:
                     finetuned=dict(benchmark=bench.name, protocol=cfg.protocol, k=cfg.get('k')),
                     pretrain=info['meta'])
         extra['finetuned_checkpoint'] = str(save_ours(Path(ctx.work_dir) / 'finetuned.pth', vit.state_dict(), meta))
-    return Outcome(metrics, settings, data_section(cfg, ctx, val, n_images, skipped), extra)
+    return engine.Outcome(metrics, settings, data_section(cfg, ctx, val, n_images, skipped), extra)

@@ -32,7 +32,6 @@ from mae_core.data import IMAGENET_MEAN, IMAGENET_STD, UnreadableImage
 from mae_core.pretrain import precision_is_bf16
 
 from . import engine
-from .classification import Outcome
 
 
 # ==================================================================== model
@@ -253,7 +252,7 @@ class COCOMetric(BaseMetric):
 
 
 # ==================================================================== run
-def run(bench, cfg, ctx) -> Outcome:
+def run(bench, cfg, ctx) -> engine.Outcome:
     root = cfg.dataset.root
     val = COCODetection(root, 'val', cfg, train=False)
     train = None if ctx.eval_only else COCODetection(root, 'train', cfg, train=True)
@@ -299,4 +298,4 @@ def run(bench, cfg, ctx) -> Outcome:
                     max_iters=cfg.max_iters, recipe=cfg.recipe, precision='bf16' if bf16 else 'fp32',
                     total_batch=cfg.batch_size * core.world_size())
     data = dict(dataset='coco2017', split='val', subset=subset, num_images=len(val), root=str(root))
-    return Outcome(metrics, settings, data, extra)
+    return engine.Outcome(metrics, settings, data, extra)

@@ -1,6 +1,7 @@
 """Training pieces the transfer families share: the paper's LARS, layer-wise lr decay, lr scaling, the top-k
 metric, and the Runner arguments every benchmark uses (the distributed and resume glue is in mae_core.engine)."""
 import time
+from dataclasses import dataclass, field
 
 import torch
 from mmengine.evaluator import BaseMetric
@@ -9,6 +10,15 @@ from mmengine.optim import OptimWrapper
 from timm.optim import param_groups_weight_decay
 
 from mae_core import engine as core
+
+
+@dataclass
+class Outcome:
+    """What an adapter hands back to the CLI, which turns it into a run record."""
+    metrics: dict
+    settings: dict
+    data: dict
+    model: dict = field(default_factory=dict)  # extra model fields, e.g. the fine-tuned checkpoint
 
 
 class LARS(torch.optim.Optimizer):

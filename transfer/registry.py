@@ -19,7 +19,7 @@ class Benchmark:
     dataset: str
     metrics: tuple
     paper_table: str
-    run: Callable            # (bench, cfg, ctx) -> classification.Outcome
+    run: Callable            # (bench, cfg, ctx) -> engine.Outcome
     smoke_data: Callable     # (cfg.dataset) -> generated root in the real format
 
     @property

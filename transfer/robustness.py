@@ -19,7 +19,7 @@ from mae_core.checkpoint import build_encoder, file_sha256
 from mae_core.data import IMAGENET_MEAN, IMAGENET_STD, imagenet_wnids, load_rgb
 from mae_core.pretrain import precision_is_bf16
 
-from .classification import Outcome
+from . import engine
 from .datasets import read_wnid_folders
 from .errors import DataError, UsageError
 
@@ -228,7 +228,7 @@ def finetuned_checkpoint(ctx):
     return str(Path(ft_ctx.work_dir) / 'finetuned.pth')
 
 
-def run(bench, cfg, ctx) -> Outcome:
+def run(bench, cfg, ctx) -> engine.Outcome:
     path = finetuned_checkpoint(ctx)
     model, info = build_encoder(path, ctx.arch if path == ctx.checkpoint else None, ctx.allow_pickle,
                                 keep_head=True, img_size=cfg.img_size, learnable_pos=True)
@@ -266,4 +266,4 @@ def run(bench, cfg, ctx) -> Outcome:
     settings = dict(img_size=cfg.img_size, preprocess=cfg.preprocess, crop_pct=cfg.crop_pct,
                     precision='bf16' if precision_is_bf16(cfg.precision) else 'fp32')
     data = dict(dataset=bench.name, split='val', subset=subset_name, num_images=int(n_images), root=str(root))
-    return Outcome(metrics, settings, data, dict(evaluated_checkpoint=str(path), evaluated_sha256=file_sha256(path)))
+    return engine.Outcome(metrics, settings, data, dict(evaluated_checkpoint=str(path), evaluated_sha256=file_sha256(path)))

@@ -25,7 +25,6 @@ from mae_core.data import IMAGENET_MEAN, IMAGENET_STD, UnreadableImage
 from mae_core.pretrain import precision_is_bf16
 
 from . import engine
-from .classification import Outcome
 from .errors import DataError
 
 IGNORE = 255
@@ -311,7 +310,7 @@ def collate_eval(batch):
 
 
 # ==================================================================== run
-def run(bench, cfg, ctx) -> Outcome:
+def run(bench, cfg, ctx) -> engine.Outcome:
     val_pairs = read_ade(cfg.dataset.root, 'val')
     train_pairs = None if ctx.eval_only else read_ade(cfg.dataset.root, 'train')
     torch.manual_seed(cfg.seed)
@@ -361,4 +360,4 @@ def run(bench, cfg, ctx) -> Outcome:
                     out_blocks=list(out_blocks), recipe=cfg.recipe, precision='bf16' if bf16 else 'fp32',
                     total_batch=cfg.batch_size * core.world_size())
     data = dict(dataset='ade20k', split='val', subset=subset, num_images=len(val_pairs), root=str(cfg.dataset.root))
-    return Outcome(metrics, settings, data, extra)
+    return engine.Outcome(metrics, settings, data, extra)

@@ -4,36 +4,14 @@ Deterministic from a seed, made on first use under the cache folder, written to 
 an interrupted generation never leaves a half dataset behind. The classes are the learnable synthetic task of
 ``mae_core.data`` (colour + stripe orientation), on wnids that ImageNet-A and -R both contain."""
 import json
-import os
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from mae_core.data import make_class_folders, smoke_wnids, synthetic_image, write_image
-from mae_core.pretrain import cache_dir
+from mae_core.data import cached, make_class_folders, smoke_wnids, synthetic_image, write_image
 
 NUM_CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS, SIZE = 10, 24, 8, 80
-
-
-def cached(name: str, make) -> Path:
-    """``cache/smoke/<name>``, made by ``make(tmp_root)`` the first time."""
-    root = cache_dir() / 'smoke' / name
-    if root.exists():
-        return root
-    tmp = root.with_name(f'.{name}.tmp{os.getpid()}')
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        make(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    try:
-        os.replace(tmp, root)
-    except OSError:  # another process made it first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
 
 
 def _labelled_images(split: str, seed: int):
@@ -48,7 +26,7 @@ def imagenet(seed=0) -> Path:
         wnids = smoke_wnids(NUM_CLASSES)
         make_class_folders(root / 'train', wnids, TRAIN_PER_CLASS, seed, SIZE, prefix='train')
         make_class_folders(root / 'val', wnids, VAL_PER_CLASS, seed + 1, SIZE, prefix='val')
-    return cached(f'imagenet_s{seed}', make)
+    return cached(f'smoke/imagenet_s{seed}', make)
 
 
 def inat(year: int, seed=0) -> Path:
@@ -63,7 +41,7 @@ def inat(year: int, seed=0) -> Path:
                 anns.append(dict(id=i, image_id=i, category_id=c))
             (root / f'{split}{year}.json').write_text(json.dumps(dict(images=images, annotations=anns,
                                                                         categories=cats)))
-    return cached(f'inat{year}_s{seed}', make)
+    return cached(f'smoke/inat{year}_s{seed}', make)
 
 
 def places365(seed=0) -> Path:
@@ -80,7 +58,7 @@ def places365(seed=0) -> Path:
                 lines[split].append(f'{rel} {c}')
         (root / 'places365_train_standard.txt').write_text('\n'.join(lines['train']) + '\n')
         (root / 'places365_val.txt').write_text('\n'.join(lines['val']) + '\n')
-    return cached(f'places365_s{seed}', make)
+    return cached(f'smoke/places365_s{seed}', make)
 
 
 def places205(seed=0) -> Path:
@@ -93,7 +71,7 @@ def places205(seed=0) -> Path:
                 write_image(root / 'images256' / rel, img)
                 lines.append(f'{rel} {c}')
             (root / 'trainvalsplit_places205' / f'{split}_places205.csv').write_text('\n'.join(lines) + '\n')
-    return cached(f'places205_s{seed}', make)
+    return cached(f'smoke/places205_s{seed}', make)
 
 
 def for_dataset(spec: dict) -> Path:
@@ -134,7 +112,7 @@ def robustness_folders(style: str, seed=0) -> Path:
         wnids = smoke_wnids(NUM_CLASSES)
         for c, k, img in _labelled_images('val', seed):
             write_image(root / wnids[c] / f'{style}_{k:04d}.JPEG', _styled(style, img, rng))
-    return cached(f'imagenet_{style}_s{seed}', make)
+    return cached(f'smoke/imagenet_{style}_s{seed}', make)
 
 
 def imagenet_c(seed=0, per_class=2) -> Path:
@@ -157,7 +135,7 @@ def imagenet_c(seed=0, per_class=2) -> Path:
                     random.seed(draw)  # impulse_noise (skimage) and glass_blur (numba) use their own and vary
                     out = np.asarray(corrupt(img, corruption_name=name, severity=s)).astype(np.uint8)
                     write_image(root / name / str(s) / wnids[c] / f'{k:04d}.JPEG', out, quality=85)
-    return cached(f'imagenet_c_s{seed}', make)
+    return cached(f'smoke/imagenet_c_s{seed}', make)
 
 
 # ==================================================================== ADE20K
@@ -192,7 +170,7 @@ def ade20k(seed=0, train=40, val=8) -> Path:
                 write_image(base / 'images' / split / f'ADE_{split[:5]}_{i:08d}.jpg', img)
                 (base / 'annotations' / split).mkdir(parents=True, exist_ok=True)
                 Image.fromarray(label.astype(np.uint8)).save(base / 'annotations' / split / f'ADE_{split[:5]}_{i:08d}.png')
-    return cached(f'ade20k_s{seed}', make)
+    return cached(f'smoke/ade20k_s{seed}', make)
 
 
 # ==================================================================== COCO
@@ -238,4 +216,4 @@ def coco(seed=0, train=48, val=12, size=128) -> Path:
             (root / 'annotations').mkdir(parents=True, exist_ok=True)
             (root / 'annotations' / f'instances_{split}2017.json').write_text(
                 json.dumps(dict(images=images, annotations=anns, categories=cats)))
-    return cached(f'coco_s{seed}', make)
+    return cached(f'smoke/coco_s{seed}', make)
