@@ -3,8 +3,8 @@
 # (ViT-B) / 7, 11, 15, 23 (ViT-L); Feature2Pyramid (rescales 4, 2, 1, 0.5); UPerHead 768 channels, pool scales
 # (1, 2, 3, 6), dropout 0.1; auxiliary FCN head on level 2, 256 channels, weight 0.4. AdamW lr 1e-4, wd 0.05,
 # layer decay 0.65, 1,500 iterations linear warm-up then poly to 160k, batch 16 (8 GPUs x 2).
-# Not implemented here: the relative position bias mmsegmentation adds to every block (zero-initialised), and
-# its layer scale (init 1.0, i.e. an identity at the start); both start as the identity, but they are learnable.
+# Relative position bias in every block (zero-initialised) and layer scale (init 1.0), as mmsegmentation's MAE
+# backbone: both start where the pre-trained block computes what it did, and are learned.
 dataset = dict(name='ade20k', root=None, num_classes=150)
 crop_size = 512
 stride = 341                 # sliding-window evaluation, at the ground truth's full resolution
@@ -16,6 +16,8 @@ channels = 768
 aux_channels = 256
 aux_weight = 0.4
 drop_path = 0.1
+rel_pos = 'bias'             # None to leave it out
+layer_scale_init = 1.0       # None to leave it out
 optim = dict(lr=1e-4, weight_decay=0.05, layer_decay=0.65)
 max_iters = 160000
 warmup_iters = 1500

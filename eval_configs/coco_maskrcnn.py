@@ -3,20 +3,23 @@
 # successor recipe, ViTDet's: large-scale jitter 0.1-2.0 at 1024 with a 1024 crop and flip, AdamW lr 1e-4, wd 0.1
 # (none on norms and position embedding), layer decay 0.7 (B) / 0.8 (L), 184,375 iterations at batch 64 with steps
 # at 163,889 and 177,546 and 250 warm-up iterations, bf16; window attention 14 in all but the global blocks.
-# Remaining differences from detectron2's ViTDet: torchvision's MultiScaleRoIAlign is not 'aligned'; smooth-L1
-# (beta 1/9) box loss instead of L1; batches padded to a multiple of 32 instead of a 1024 square; no decomposed
-# relative position in attention; mask/box heads otherwise as ViTDet (4conv1fc with LayerNorm, 4-conv mask head).
+# Decomposed relative position (zero-initialised) in every block, RoIAlign 'aligned' with sampling ratio 0, heads as
+# ViTDet (2-conv RPN, 4conv1fc box head and 4-conv mask head with LayerNorm). Remaining differences from
+# detectron2's ViTDet: smooth-L1 (beta 1/9) box loss instead of L1; batches padded to a multiple of 32 instead of a
+# 1024 square.
 dataset = dict(name='coco2017', root=None)
 image_size = 1024
 jitter = (0.1, 2.0)
 pyramid = 'vitdet'           # or 'mae': the MAE paper's four equal block subsets, rescaled to strides 4-32
 window_size = 14
+rel_pos = 'decomposed'      # ViTDet's, zero-initialised; None to leave it out
 global_blocks = dict(vit_base_patch16=[2, 5, 8, 11], vit_large_patch16=[5, 11, 17, 23], vit_huge_patch14=[7, 15, 23, 31])
 anchor_sizes = (32, 64, 128, 256, 512)
 channels = 256              # pyramid, RPN, box and mask heads
 rpn_batch_per_image = 256   # anchors sampled per image for the RPN loss
 box_batch_per_image = 512   # RoIs sampled per image for the box and mask heads
 rpn_post_nms_test = 1000    # proposals per image at test time
+test_score_thresh = 0.05    # detections scoring below are dropped (detectron2's default)
 drop_path = 0.1              # ViT-L: 0.4 (arch_overrides)
 optim = dict(lr=1e-4, weight_decay=0.1, layer_decay=0.7)
 max_iters = 184375

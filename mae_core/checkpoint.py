@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .vit import ARCHS, VisionTransformer, resample_pos_table, vit
+from .vit import ARCHS, TASK_ADDED_KEYS, VisionTransformer, resample_pos_table, vit
 
 DECODER_PREFIXES = ('mask_token', 'encoder_mask_token', 'decoder_')
 HEAD_PREFIXES = ('fc_norm.', 'head.')
@@ -356,7 +356,8 @@ def load_encoder(path, arch=None, keep_head=False, allow_pickle=False):
 def load_into(model: VisionTransformer, sd: dict, path='<state dict>', strict_head=False):
     """Load an encoder state dict into ``model``; the position table is resampled to the model's grid.
 
-    Missing ``head``/``fc_norm``/``norm`` keys are allowed (a new head), unless ``strict_head``; any other
+    Missing ``head``/``fc_norm``/``norm`` keys are allowed (a new head), unless ``strict_head``, and so are the
+    relative position and layer scale parameters a task adds (they keep their neutral initial values); any other
     missing, unexpected or mis-shaped key is one error naming it.
     """
     sd = dict(sd)
@@ -374,7 +375,7 @@ def load_into(model: VisionTransformer, sd: dict, path='<state dict>', strict_he
         if own[k].shape != v.shape:
             raise CheckpointError(f'{path}: key {k!r} has shape {tuple(v.shape)}, the model expects '
                                   f'{tuple(own[k].shape)}')
-    missing = [k for k in own if k not in sd and not k.startswith(optional)]
+    missing = [k for k in own if k not in sd and not k.startswith(optional) and not k.endswith(TASK_ADDED_KEYS)]
     if missing:
         raise CheckpointError(f'{path}: missing key {missing[0]!r} ({len(missing)} missing in all)')
     model.load_state_dict(sd, strict=False)

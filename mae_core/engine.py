@@ -92,11 +92,13 @@ class SeededSampler(torch.utils.data.Sampler):
     """Shuffles per epoch from (seed, epoch), shards by rank, and yields ``(index, sample_seed)`` pairs.
 
     The dataset draws its augmentation from the pair's seed. ``drop_last``-style padding repeats indices so
-    every rank gets the same count (training only).
+    every rank gets the same count (training only). ``endless=True`` runs on through epoch after epoch, for
+    iteration-based training: mmengine restarts a finished loader with a 2 s pause, which on a small dataset
+    costs more than the training itself.
     """
 
-    def __init__(self, dataset, seed=0, shuffle=True):
-        self.n, self.seed, self.shuffle, self.epoch = len(dataset), seed, shuffle, 0
+    def __init__(self, dataset, seed=0, shuffle=True, endless=False):
+        self.n, self.seed, self.shuffle, self.endless, self.epoch = len(dataset), seed, shuffle, endless, 0
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world = world_size()
         self.per_rank = -(-self.n // self.world)
@@ -108,11 +110,16 @@ class SeededSampler(torch.utils.data.Sampler):
         return self.per_rank
 
     def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
-        order = torch.randperm(self.n, generator=g).tolist() if self.shuffle else list(range(self.n))
-        order += order[:self.per_rank * self.world - self.n]
-        for i in order[self.rank::self.world]:
-            yield i, sample_seed(self.seed, self.epoch, i)
+        epoch = self.epoch
+        while True:
+            g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
+            order = torch.randperm(self.n, generator=g).tolist() if self.shuffle else list(range(self.n))
+            order += order[:self.per_rank * self.world - self.n]
+            for i in order[self.rank::self.world]:
+                yield i, sample_seed(self.seed, epoch, i)
+            if not self.endless:
+                return
+            epoch += 1
 
 
 @contextlib.contextmanager

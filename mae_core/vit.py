@@ -10,7 +10,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import PatchEmbed, resample_abs_pos_embed
+from timm.layers import Attention, PatchEmbed, resample_abs_pos_embed
 from timm.models.vision_transformer import Block
 
 # arch name -> (patch, width, depth, heads); the small ones exist for tests and CPU runs
@@ -72,6 +72,85 @@ def resample_pos_table(table: torch.Tensor, grid_hw) -> torch.Tensor:
     return resample_abs_pos_embed(table, list(grid_hw), [old, old], num_prefix_tokens=1)
 
 
+# Parameters a task adds to a pre-trained encoder; a checkpoint without them leaves them at their initial value
+# (zero for relative position, ``layer_scale_init`` for layer scale), where the block computes what it did before.
+TASK_ADDED_KEYS = ('attn.rel_pos_h', 'attn.rel_pos_w', 'attn.relative_position_bias_table', 'ls1.gamma', 'ls2.gamma')
+
+
+def _resize_table(table: torch.Tensor, size) -> torch.Tensor:
+    """A relative-position table [*grid, C] linearly resampled to ``size`` (a longer or shorter span)."""
+    if tuple(table.shape[:-1]) == tuple(size):
+        return table
+    mode = 'linear' if table.dim() == 2 else 'bilinear'
+    moved = table.movedim(-1, 0).unsqueeze(0).float()
+    return F.interpolate(moved, size=tuple(size), mode=mode, align_corners=False)[0].movedim(0, -1).to(table.dtype)
+
+
+class RelPosAttention(Attention):
+    """timm's attention plus a relative position term on the logits, zero at initialisation (FACTS.md §5, §6).
+
+    ``rel_pos='decomposed'`` (ViTDet): per-axis tables ``rel_pos_h``/``rel_pos_w`` [2S-1, head_dim]; the term for
+    query i and key j is q_i·R_h[y_i - y_j] + q_i·R_w[x_i - x_j]. ``rel_pos='bias'`` (BEiT, mmsegmentation's MAE):
+    a learned scalar per head and offset, ``relative_position_bias_table`` [(2S-1)^2 + 3, heads], the 3 extra
+    entries for cls-to-patch, patch-to-cls and cls-to-cls. ``grid`` (the block sets it before each call) is the
+    patch grid the tokens lie on; a table for another grid size is resampled. Tokens before the grid (the cls
+    token) get no decomposed term.
+    """
+
+    def __init__(self, dim, num_heads, rel_pos: str, table_grid, **kwargs):
+        super().__init__(dim, num_heads=num_heads, **kwargs)
+        self.rel_pos, self.grid = rel_pos, tuple(table_grid)
+        h, w = self.grid
+        if rel_pos == 'decomposed':
+            self.rel_pos_h = nn.Parameter(torch.zeros(2 * h - 1, self.head_dim))
+            self.rel_pos_w = nn.Parameter(torch.zeros(2 * w - 1, self.head_dim))
+        elif rel_pos == 'bias':
+            self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * h - 1) * (2 * w - 1) + 3, num_heads))
+        else:
+            raise ValueError(f"rel_pos must be 'decomposed' or 'bias', got {rel_pos!r}")
+
+    def _decomposed(self, q, prefix):
+        B, heads, N, _ = q.shape
+        h, w = self.grid
+        offsets = lambda n: torch.arange(n, device=q.device)[:, None] - torch.arange(n, device=q.device)[None] + n - 1
+        r_h = _resize_table(self.rel_pos_h, (2 * h - 1,))[offsets(h)]  # [h, h, hd]
+        r_w = _resize_table(self.rel_pos_w, (2 * w - 1,))[offsets(w)]  # [w, w, hd]
+        r_q = q[:, :, prefix:].reshape(B, heads, h, w, -1)
+        rel_h = torch.einsum('bnhwc,hkc->bnhwk', r_q, r_h.to(q.dtype))
+        rel_w = torch.einsum('bnhwc,wkc->bnhwk', r_q, r_w.to(q.dtype))
+        grid_bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(B, heads, h * w, h * w)
+        return F.pad(grid_bias, (prefix, 0, prefix, 0))
+
+    def _bias(self, dtype, device, prefix):
+        h, w = self.grid
+        table = self.relative_position_bias_table
+        n = table.shape[0] - 3
+        side = int(round(n ** 0.5))  # tables are made for square grids
+        spans = _resize_table(table[:n].view(side, side, -1), (2 * h - 1, 2 * w - 1)).flatten(0, 1)
+        ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing='ij')
+        ys, xs = ys.flatten(), xs.flatten()
+        index = (ys[:, None] - ys[None] + h - 1) * (2 * w - 1) + (xs[:, None] - xs[None] + w - 1)
+        bias = spans[index]  # [hw, hw, heads]
+        if prefix:
+            cls_to_patch, patch_to_cls, cls_to_cls = table[n:]
+            L = h * w
+            bias = torch.cat([torch.cat([cls_to_cls.view(1, 1, -1), cls_to_patch.expand(1, L, -1)], 1),
+                              torch.cat([patch_to_cls.expand(L, 1, -1), bias], 1)], 0)
+        return bias.permute(2, 0, 1).unsqueeze(0).to(dtype)
+
+    def forward(self, x, attn_mask=None, is_causal=False):
+        B, N, _ = x.shape
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
+        prefix = N - self.grid[0] * self.grid[1]
+        bias = self._decomposed(q, prefix) if self.rel_pos == 'decomposed' else self._bias(q.dtype, q.device, prefix)
+        if attn_mask is not None:
+            bias = bias + attn_mask
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.attn_drop.p if self.training else 0.)
+        x = self.norm(x.transpose(1, 2).reshape(B, N, self.attn_dim))
+        return self.proj_drop(self.proj(x))
+
+
 class VisionTransformer(nn.Module):
     """Plain ViT with a cls token.
 
@@ -80,11 +159,14 @@ class VisionTransformer(nn.Module):
     ``learnable_pos=False`` keeps the sin-cos table frozen, as in pre-training.
     ``window_size`` > 0 runs every block not in ``global_blocks`` on non-overlapping windows (ViTDet); the cls
     token is then dropped after the position embedding, since a window has no place for it.
+    ``rel_pos`` ('decomposed' or 'bias', see :class:`RelPosAttention`) and ``layer_scale_init`` are what
+    detection and segmentation add to a pre-trained encoder; both start where the block computes what it did.
     """
 
     def __init__(self, img_size=224, patch_size=16, in_chans=3, embed_dim=768, depth=12, num_heads=12,
                  mlp_ratio=4.0, num_classes=0, global_pool=False, drop_path_rate=0.0, learnable_pos=False,
-                 window_size=0, global_blocks: Sequence[int] = (), norm_eps=1e-6):
+                 window_size=0, global_blocks: Sequence[int] = (), norm_eps=1e-6, rel_pos: str = None,
+                 layer_scale_init: float = None):
         super().__init__()
         norm_layer = partial(nn.LayerNorm, eps=norm_eps)
         self.patch_size, self.embed_dim, self.in_chans = patch_size, embed_dim, in_chans
@@ -97,8 +179,13 @@ class VisionTransformer(nn.Module):
         self.pos_embed = nn.Parameter(sincos_pos_embed(embed_dim, *self.grid_size), requires_grad=learnable_pos)
         dpr = torch.linspace(0, drop_path_rate, depth).tolist()  # stochastic depth decay rule
         self.blocks = nn.ModuleList([
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=dpr[i], norm_layer=norm_layer)
-            for i in range(depth)])
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=dpr[i], norm_layer=norm_layer,
+                  init_values=layer_scale_init) for i in range(depth)])
+        self.rel_pos = rel_pos
+        if rel_pos:
+            for i, blk in enumerate(self.blocks):
+                table_grid = self.block_grid(i, self.grid_size)
+                blk.attn = RelPosAttention(embed_dim, num_heads, rel_pos, table_grid, qkv_bias=True)
         if global_pool:
             self.fc_norm = norm_layer(embed_dim)
         else:
@@ -148,12 +235,21 @@ class VisionTransformer(nn.Module):
         return tokens, cls, grid
 
     # ---------------------------------------------------------------- trunk
+    def windowed(self, i: int) -> bool:
+        return bool(self.window_size) and i not in self.global_blocks
+
+    def block_grid(self, i: int, grid):
+        """The patch grid block ``i`` attends over: its window, or the whole image."""
+        return (self.window_size,) * 2 if self.windowed(i) else tuple(grid)
+
     def run_blocks(self, x: torch.Tensor, grid, out_blocks: Sequence[int] = ()):
         """Run all blocks on [B, (1+)L, D] -> the final tokens, and those after each of ``out_blocks`` (in the
         order asked, an index may repeat)."""
         taken = {}
         for i, blk in enumerate(self.blocks):
-            if self.window_size and i not in self.global_blocks:
+            if self.rel_pos:
+                blk.attn.grid = self.block_grid(i, grid)
+            if self.windowed(i):
                 B, _, C = x.shape
                 win, padded = window_partition(x.view(B, *grid, C), self.window_size)
                 x = window_unpartition(blk(win), self.window_size, padded, grid).view(B, -1, C)

@@ -69,3 +69,80 @@ def test_a_window_covering_the_whole_grid_is_global_attention_without_cls():
         out, _ = plain.run_blocks(tokens, grid)  # patch tokens only, every block global
         maps = windowed.forward_features(x)[0]
     assert torch.allclose(maps, out.transpose(1, 2).reshape(2, 64, 4, 4), atol=1e-6)
+
+
+def _logits_with_rel_pos(attn, x, grid, term):
+    """Attention by hand: softmax(q·k / sqrt(d) + term(i, j, q_i)) v, then the output projection."""
+    B, N, _ = x.shape
+    q, k, v = attn.qkv(x).reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+    logits = (q @ k.transpose(-1, -2)) * attn.head_dim ** -0.5
+    for i in range(N):
+        for j in range(N):
+            logits[:, :, i, j] += term(i, j, q[:, :, i])
+    out = (logits.softmax(-1) @ v).transpose(1, 2).reshape(B, N, -1)
+    return attn.proj(out)
+
+
+def test_decomposed_relative_position_is_vitdet_formula():
+    torch.manual_seed(0)
+    model = vit('vit_toy_patch16', img_size=48, rel_pos='decomposed').eval()
+    attn = model.blocks[0].attn
+    attn.rel_pos_h.data.normal_(), attn.rel_pos_w.data.normal_()
+    h = w = 3
+    attn.grid = (h, w)
+    x = torch.randn(2, 1 + h * w, 64)  # with a cls token, which gets no term
+
+    def term(i, j, qi):
+        if i == 0 or j == 0:
+            return 0.0
+        (yi, xi), (yj, xj) = divmod(i - 1, w), divmod(j - 1, w)
+        return qi @ attn.rel_pos_h[yi - yj + h - 1] + qi @ attn.rel_pos_w[xi - xj + w - 1]
+
+    with torch.no_grad():
+        assert torch.allclose(attn(x), _logits_with_rel_pos(attn, x, (h, w), term), atol=1e-5)
+
+
+def test_relative_position_bias_is_beit_formula_with_cls_entries():
+    torch.manual_seed(0)
+    model = vit('vit_toy_patch16', img_size=48, rel_pos='bias').eval()
+    attn = model.blocks[1].attn
+    table = attn.relative_position_bias_table
+    table.data.normal_()
+    h = w = 3
+    n = (2 * h - 1) * (2 * w - 1)
+    x = torch.randn(2, 1 + h * w, 64)
+
+    def term(i, j, qi):
+        if i == 0 and j == 0:
+            return table[n + 2]
+        if i == 0:
+            return table[n]
+        if j == 0:
+            return table[n + 1]
+        (yi, xi), (yj, xj) = divmod(i - 1, w), divmod(j - 1, w)
+        return table[(yi - yj + h - 1) * (2 * w - 1) + xi - xj + w - 1]
+
+    with torch.no_grad():
+        assert torch.allclose(attn(x), _logits_with_rel_pos(attn, x, (h, w), term), atol=1e-5)
+
+
+@pytest.mark.parametrize('rel_pos, window', [('decomposed', 2), ('bias', 0)])
+def test_added_relative_position_and_layer_scale_start_neutral(rel_pos, window):
+    """A pre-trained encoder loaded into one with relative position (zeros) and layer scale 1.0 computes the
+    same features, at the table's grid and at another input size."""
+    from mae_core.checkpoint import load_into
+    torch.manual_seed(0)
+    plain = vit('vit_toy_patch16', img_size=64, window_size=window, global_blocks=[1]).eval()
+    added = vit('vit_toy_patch16', img_size=64, window_size=window, global_blocks=[1], rel_pos=rel_pos,
+                layer_scale_init=1.0).eval()
+    load_into(added, plain.state_dict())  # the task's extra keys are missing from the checkpoint: allowed
+    assert {k for k in added.state_dict() if k not in plain.state_dict()} >= {'blocks.0.ls1.gamma', 'blocks.1.ls2.gamma'}
+    with torch.no_grad():
+        for size in (64, 96):
+            x = torch.randn(1, 3, size, size)
+            assert torch.allclose(plain.forward_features(x, (0, 1))[1], added.forward_features(x, (0, 1))[1], atol=1e-5)
+        for name in ('rel_pos_h', 'rel_pos_w', 'relative_position_bias_table'):
+            if hasattr(added.blocks[1].attn, name):
+                getattr(added.blocks[1].attn, name).data.normal_()
+        x = torch.randn(1, 3, 96, 96)  # a table made for 4x4 patches, resampled for 6x6
+        assert not torch.allclose(plain.forward_features(x)[0], added.forward_features(x)[0], atol=1e-3)

@@ -1,9 +1,9 @@
 """COCO detection and instance segmentation (Table 4): torchvision's Mask R-CNN with our ViT as backbone and
 ViTDet's simple feature pyramid (FACTS.md §5), evaluated with pycocotools (APbox, APmask).
 
-Differences from detectron2's ViTDet that remain (also listed in eval_configs/coco_maskrcnn.py): torchvision's
-``MultiScaleRoIAlign`` is not the aligned variant (half-pixel offset), its box regression loss is smooth-L1 with
-beta 1/9 (detectron2: L1), and images are padded to a multiple of 32 per batch instead of to a 1024 square."""
+Differences from detectron2's ViTDet that remain (also listed in eval_configs/coco_maskrcnn.py): torchvision's box
+regression loss is smooth-L1 with beta 1/9 (detectron2: L1), and images are padded to a multiple of 32 per batch
+instead of to a 1024 square."""
 import copy
 from collections import OrderedDict
 from pathlib import Path
@@ -23,7 +23,8 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead
-from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops.poolers import _setup_scales
 from torchvision.transforms import functional as TF
 
 from mae_core import engine as core
@@ -64,9 +65,28 @@ class SimpleFeaturePyramid(nn.Module):
         return feats
 
 
+class AlignedRoIAlign(MultiScaleRoIAlign):
+    """torchvision's multi-scale RoIAlign (same level assignment) with ``aligned=True``, detectron2's ROIAlignV2:
+    a box in pixel coordinates is shifted by half a feature cell, so its samples land where the box lies."""
+
+    def forward(self, x, boxes, image_shapes):
+        feats = [x[name] for name in self.featmap_names]
+        if self.scales is None:
+            self.scales, self.map_levels = _setup_scales(feats, image_shapes, self.canonical_scale,
+                                                         self.canonical_level)
+        rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], 1) for i, b in enumerate(boxes)])
+        levels = self.map_levels(boxes)
+        out = feats[0].new_zeros((len(rois), feats[0].shape[1], *self.output_size))
+        for level, (feat, scale) in enumerate(zip(feats, self.scales)):
+            idx = torch.where(levels == level)[0]
+            out[idx] = roi_align(feat, rois[idx], self.output_size, scale, self.sampling_ratio,
+                                 aligned=True).to(out.dtype)
+        return out
+
+
 def build_detector(vit, num_classes, cfg):
-    """Mask R-CNN as ViTDet: 2-conv RPN, 4conv1fc box head and 4-conv mask head with LayerNorm, RoIAlign with
-    sampling ratio 0, 1000 RPN proposals after NMS in training; RoI sample sizes and test proposals from ``cfg``."""
+    """Mask R-CNN as ViTDet: 2-conv RPN, 4conv1fc box head and 4-conv mask head with LayerNorm, aligned RoIAlign
+    with sampling ratio 0, 1000 RPN proposals after NMS in training; RoI sample sizes and test proposals from ``cfg``."""
     c = cfg.channels  # 256 in ViTDet
     backbone = SimpleFeaturePyramid(vit, cfg.pyramid, c)
     levels = ['0', '1', '2', '3']
@@ -77,13 +97,13 @@ def build_detector(vit, num_classes, cfg):
         rpn_head=RPNHead(c, 3, conv_depth=2), rpn_post_nms_top_n_train=1000,
         rpn_post_nms_top_n_test=cfg.rpn_post_nms_test, rpn_batch_size_per_image=cfg.rpn_batch_per_image,
         box_batch_size_per_image=cfg.box_batch_per_image,
-        box_roi_pool=MultiScaleRoIAlign(levels, 7, sampling_ratio=0),
+        box_roi_pool=AlignedRoIAlign(levels, 7, sampling_ratio=0),
         box_head=FastRCNNConvFCHead((c, 7, 7), [c] * 4, [1024], norm_layer=LayerNorm2d),
         box_predictor=FastRCNNPredictor(1024, num_classes + 1),
-        mask_roi_pool=MultiScaleRoIAlign(levels, 14, sampling_ratio=0),
+        mask_roi_pool=AlignedRoIAlign(levels, 14, sampling_ratio=0),
         mask_head=MaskRCNNHeads(c, [c] * 4, 1, norm_layer=LayerNorm2d),
         mask_predictor=MaskRCNNPredictor(c, c, num_classes + 1),
-        box_detections_per_img=100)
+        box_score_thresh=cfg.test_score_thresh, box_detections_per_img=100)
 
 
 class Detector(BaseModel):
@@ -260,7 +280,7 @@ def run(bench, cfg, ctx) -> engine.Outcome:
     globals_ = cfg.global_blocks.get(ctx.arch) if isinstance(cfg.global_blocks, dict) else cfg.global_blocks
     vit, info = build_encoder(ctx.checkpoint, ctx.arch, ctx.allow_pickle, img_size=cfg.image_size,
                               learnable_pos=True, drop_path_rate=cfg.drop_path, window_size=cfg.window_size,
-                              global_blocks=globals_ or ())
+                              global_blocks=globals_ or (), rel_pos=cfg.rel_pos)
     bf16 = precision_is_bf16(cfg.precision)
     model = Detector(build_detector(vit, len(val.cats.ids), cfg), bf16)
     if ctx.eval_only:
@@ -272,7 +292,7 @@ def run(bench, cfg, ctx) -> engine.Outcome:
     train_loader = None
     if train is not None:
         train_loader = torch.utils.data.DataLoader(train, batch_size=cfg.batch_size, drop_last=True,
-                                                   sampler=core.SeededSampler(train, cfg.seed), **common)
+                                                   sampler=core.SeededSampler(train, cfg.seed, endless=True), **common)
     kwargs = engine.runner_kwargs(ctx.work_dir, ctx.launcher, cfg.seed, ctx.resume, name=bench.name, by_epoch=False,
                                   checkpoint_interval=cfg.checkpoint_interval, log_interval=cfg.log_interval)
     train_args = {}
@@ -294,7 +314,7 @@ def run(bench, cfg, ctx) -> engine.Outcome:
         meta = dict(arch=info['arch'], task='coco_maskrcnn', encoder_prefix='detector.backbone.vit.', pretrain=info['meta'])
         extra['finetuned_checkpoint'] = str(save_ours(Path(ctx.work_dir) / 'detector.pth', model.state_dict(), meta))
     subset = 'smoke' if ctx.smoke else ('full' if len(val) == 5000 else 'partial')
-    settings = dict(image_size=cfg.image_size, pyramid=cfg.pyramid, window_size=cfg.window_size,
+    settings = dict(image_size=cfg.image_size, pyramid=cfg.pyramid, window_size=cfg.window_size, rel_pos=cfg.rel_pos,
                     max_iters=cfg.max_iters, recipe=cfg.recipe, precision='bf16' if bf16 else 'fp32',
                     total_batch=cfg.batch_size * core.world_size())
     data = dict(dataset='coco2017', split='val', subset=subset, num_images=len(val), root=str(root))

@@ -315,7 +315,8 @@ def run(bench, cfg, ctx) -> engine.Outcome:
     train_pairs = None if ctx.eval_only else read_ade(cfg.dataset.root, 'train')
     torch.manual_seed(cfg.seed)
     backbone, info = build_encoder(ctx.checkpoint, ctx.arch, ctx.allow_pickle, img_size=cfg.crop_size,
-                                   learnable_pos=True, drop_path_rate=cfg.drop_path)
+                                   learnable_pos=True, drop_path_rate=cfg.drop_path, rel_pos=cfg.rel_pos,
+                                   layer_scale_init=cfg.layer_scale_init)
     depth = len(backbone.blocks)
     out_blocks = cfg.out_blocks.get(info['arch'], None) if isinstance(cfg.out_blocks, dict) else cfg.out_blocks
     out_blocks = out_blocks or [depth // 4 - 1, depth // 2 - 1, 3 * depth // 4 - 1, depth - 1]
@@ -333,7 +334,7 @@ def run(bench, cfg, ctx) -> engine.Outcome:
     if train_pairs is not None:
         train_ds = ADE20K(train_pairs, cfg, train=True)
         train_loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, drop_last=True,
-                                                   sampler=core.SeededSampler(train_ds, cfg.seed), **common)
+                                                   sampler=core.SeededSampler(train_ds, cfg.seed, endless=True), **common)
     kwargs = engine.runner_kwargs(ctx.work_dir, ctx.launcher, cfg.seed, ctx.resume, name=bench.name, by_epoch=False,
                                   checkpoint_interval=cfg.checkpoint_interval, log_interval=cfg.log_interval)
     train_args = {}
@@ -357,7 +358,8 @@ def run(bench, cfg, ctx) -> engine.Outcome:
         extra['finetuned_checkpoint'] = str(save_ours(Path(ctx.work_dir) / 'segmenter.pth', model.state_dict(), meta))
     subset = 'smoke' if ctx.smoke else ('full' if len(val_pairs) == 2000 else 'partial')
     settings = dict(crop_size=cfg.crop_size, stride=cfg.stride, scale=list(cfg.scale), max_iters=cfg.max_iters,
-                    out_blocks=list(out_blocks), recipe=cfg.recipe, precision='bf16' if bf16 else 'fp32',
+                    out_blocks=list(out_blocks), rel_pos=cfg.rel_pos, layer_scale_init=cfg.layer_scale_init,
+                    recipe=cfg.recipe, precision='bf16' if bf16 else 'fp32',
                     total_batch=cfg.batch_size * core.world_size())
     data = dict(dataset='ade20k', split='val', subset=subset, num_images=len(val_pairs), root=str(cfg.dataset.root))
     return engine.Outcome(metrics, settings, data, extra)
