@@ -6,7 +6,7 @@
 # Decomposed relative position (zero-initialised) in every block, RoIAlign 'aligned' with sampling ratio 0, heads as
 # ViTDet (2-conv RPN, 4conv1fc box head and 4-conv mask head with LayerNorm). Remaining differences from
 # detectron2's ViTDet: smooth-L1 (beta 1/9) box loss instead of L1; batches padded to a multiple of 32 instead of a
-# 1024 square.
+# 1024 square; mask targets cropped from the ground truth by torchvision's unaligned RoIAlign (half a pixel off).
 dataset = dict(name='coco2017', root=None)
 image_size = 1024
 jitter = (0.1, 2.0)

@@ -147,6 +147,7 @@ def test_resume_after_kill_gives_the_same_final_weights(tiny_checkpoint, smoke_a
     proc.wait()
     assert not (tmp_path / 'r').exists(), 'a killed run must leave no record'
     out = run(args + ['--resume'], cwd=tmp_path)
+    assert any('Resuming from' in log.read_text() for log in (tmp_path / 'w').glob('*/*.log'))
     rec = read_record(out.stdout.strip().splitlines()[-1])
     straight = smoke_all[0]['in1k_linprobe']
     assert rec['metrics'] == straight['metrics']

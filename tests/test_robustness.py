@@ -3,6 +3,7 @@ IN-C layout checks, and the smoke runs through run_transfer.py."""
 import shutil
 import sys
 
+import numpy as np
 import pytest
 import torch
 from mmengine.config import ConfigDict
@@ -125,3 +126,15 @@ def test_partial_run_is_marked_partial(tmp_path, smoke_all):
                       '--records-dir', str(tmp_path / 'r')], cwd=tmp_path)
     rec = read_record(proc.stdout.strip().splitlines()[-1])
     assert rec['data']['subset'] == 'partial' and 'CE.snow' not in rec['metrics'] and 'mCE' in rec['metrics']
+
+
+def test_generated_corruptions_are_the_same_for_the_same_draw():
+    """Every one of the 19 corruptions, the two with their own generators included, repeats exactly."""
+    from transfer.datasets.smoke import corrupted
+    from transfer.robustness import CORRUPTIONS, EXTRA_ALEXNET_MEAN
+    img = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    for name in CORRUPTIONS + tuple(EXTRA_ALEXNET_MEAN):
+        a, b, other = corrupted(img, name, 3, 7), corrupted(img, name, 3, 7), corrupted(img, name, 3, 8)
+        assert np.array_equal(a, b), name
+        if 'noise' in name or name == 'glass_blur':
+            assert not np.array_equal(a, other), name

@@ -2,8 +2,8 @@
 ViTDet's simple feature pyramid (FACTS.md §5), evaluated with pycocotools (APbox, APmask).
 
 Differences from detectron2's ViTDet that remain (also listed in eval_configs/coco_maskrcnn.py): torchvision's box
-regression loss is smooth-L1 with beta 1/9 (detectron2: L1), and images are padded to a multiple of 32 per batch
-instead of to a 1024 square."""
+regression loss is smooth-L1 with beta 1/9 (detectron2: L1), images are padded to a multiple of 32 per batch
+instead of to a 1024 square, and mask targets are cropped with torchvision's unaligned RoIAlign."""
 import copy
 from collections import OrderedDict
 from pathlib import Path
@@ -172,7 +172,7 @@ class COCODetection(torch.utils.data.Dataset):
         masks = torch.from_numpy(np.stack([self.coco.annToMask(a) for a in anns]))  # [N, H, W]
         labels = torch.tensor([self.cats.label[a['category_id']] for a in anns])
         img, masks = large_scale_jitter(img, masks, self.cfg.image_size, self.cfg.jitter, seed)
-        keep = masks.flatten(1).any(1)
+        keep = masks.flatten(1).any(1).bool()  # any() of uint8 is uint8
         masks, labels = masks[keep], labels[keep]
         target.update(boxes=boxes_from_masks(masks), labels=labels, masks=masks)
         return dict(inputs=img.float() / 255, targets=target, seeds=seed)

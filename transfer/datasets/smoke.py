@@ -115,11 +115,19 @@ def robustness_folders(style: str, seed=0) -> Path:
     return cached(f'smoke/imagenet_{style}_s{seed}', make)
 
 
+def corrupted(img: np.ndarray, name: str, severity: int, draw: int) -> np.ndarray:
+    """One IN-C corruption of a uint8 HxWx3 image, the same for the same ``draw``. Most corruptions draw from
+    numpy's and Python's global generators; impulse_noise (skimage) and glass_blur (numba) take their own seed."""
+    from imagecorruptions import corrupt
+    np.random.seed(draw)
+    random.seed(draw)
+    own = dict(seed=draw) if name in ('impulse_noise', 'glass_blur') else {}
+    return np.asarray(corrupt(img, corruption_name=name, severity=severity, **own)).astype(np.uint8)
+
+
 def imagenet_c(seed=0, per_class=2) -> Path:
     """The released IN-C layout ``root/<corruption>/<1..5>/<wnid>/*.JPEG`` (all 19 corruptions), made with the
     maintained ``imagecorruptions`` fork from generated val images, saved at JPEG quality 85 like the release."""
-    from imagecorruptions import corrupt
-
     from ..robustness import CORRUPTIONS, EXTRA_ALEXNET_MEAN, SEVERITIES
 
     CORRUPTIONS_ALL = CORRUPTIONS + tuple(EXTRA_ALEXNET_MEAN)
@@ -131,9 +139,7 @@ def imagenet_c(seed=0, per_class=2) -> Path:
             for s in SEVERITIES:
                 for c, k, img in base:
                     draw = (seed * 100003 + CORRUPTIONS_ALL.index(name) * 1009 + s * 101 + c * 11 + k) % 2 ** 32
-                    np.random.seed(draw)  # most corruptions draw from numpy's or Python's global generators;
-                    random.seed(draw)  # impulse_noise (skimage) and glass_blur (numba) use their own and vary
-                    out = np.asarray(corrupt(img, corruption_name=name, severity=s)).astype(np.uint8)
+                    out = corrupted(img, name, s, draw)
                     write_image(root / name / str(s) / wnids[c] / f'{k:04d}.JPEG', out, quality=85)
     return cached(f'smoke/imagenet_c_s{seed}', make)
 
