@@ -6,8 +6,11 @@ import os
 import subprocess
 import time
 
+from pathlib import Path
+
 import torch
 import torch.distributed as dist
+from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import Hook
 from mmengine.runner import CheckpointLoader
 from mmengine.runner import Runner as _Runner
@@ -170,11 +173,25 @@ class RunStatsHook(Hook):
         return self.images / self.seconds if self.seconds else 0.0
 
 
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's local file backend with each write made atomic (:func:`mae_core.checkpoint.atomic_write`):
+    ``kill -9`` during a training checkpoint's save leaves the earlier checkpoints and no partial file."""
+
+    def put(self, obj: bytes, filepath) -> None:
+        from .checkpoint import atomic_write
+        atomic_write(filepath, lambda tmp: Path(tmp).write_bytes(obj))
+
+
+register_backend('mae_suite_atomic_local', AtomicLocalBackend, force=True)
+
+
 def default_hooks(checkpoint_interval=1, log_interval=10, max_keep=2, by_epoch=True):
-    """Checkpoint every ``checkpoint_interval`` epochs (iterations when not ``by_epoch``), keep the last two."""
+    """Checkpoint every ``checkpoint_interval`` epochs (iterations when not ``by_epoch``), keep the last two,
+    each written atomically."""
     from mmengine.hooks import CheckpointHook, LoggerHook
     return dict(checkpoint=dict(type=CheckpointHook, interval=checkpoint_interval, max_keep_ckpts=max_keep,
-                                save_last=True, by_epoch=by_epoch),
+                                save_last=True, by_epoch=by_epoch,
+                                backend_args=dict(backend='mae_suite_atomic_local')),
                 logger=dict(type=LoggerHook, interval=log_interval))
 
 

@@ -155,3 +155,16 @@ def test_a_save_killed_mid_write_leaves_the_old_file_and_nothing_else(tmp_path):
     time.sleep(0.1)
     assert [p.name for p in tmp_path.iterdir()] == ['ckpt.pth']
     assert torch.equal(torch.load(target, weights_only=True)['v'], torch.zeros(2))
+
+
+def test_training_checkpoints_are_saved_through_the_atomic_writer(tmp_path, monkeypatch):
+    """mmengine's checkpoint hook writes through the backend named in our default hooks, which is atomic_write
+    (whose kill -9 behaviour the test above shows)."""
+    from mmengine.fileio import get_file_backend
+    from mae_core.engine import default_hooks
+    written, real = [], ck.atomic_write
+    monkeypatch.setattr(ck, 'atomic_write', lambda path, fn: (written.append(str(path)), real(path, fn)))
+    backend = get_file_backend(str(tmp_path), backend_args=default_hooks()['checkpoint']['backend_args'])
+    backend.put(b'weights', str(tmp_path / 'iter_50.pth'))
+    assert written == [str(tmp_path / 'iter_50.pth')] and (tmp_path / 'iter_50.pth').read_bytes() == b'weights'
+    assert [p.name for p in tmp_path.iterdir()] == ['iter_50.pth']
