@@ -14,7 +14,6 @@ import os
 import pickle
 import tempfile
 import warnings
-import zipfile
 from pathlib import Path
 
 import torch

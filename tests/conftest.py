@@ -3,9 +3,11 @@ runs every registered benchmark once in smoke mode (``run_transfer.py all --smok
 
 Generated data goes to a per-session cache folder, never to the user's ~/.cache."""
 import os
+import signal
 import subprocess
-import tempfile
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,17 @@ def run(args, cwd=None, env=None, check=True, timeout=600):
         raise AssertionError(f'{args} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n'
                              f'--- stderr\n{proc.stderr[-4000:]}')
     return proc
+
+
+def kill_when(args, ready: Path, cwd=None, timeout=240):
+    """Start a project command and ``kill -9`` it as soon as ``ready`` exists (fails if it ended first)."""
+    proc = subprocess.Popen(args, cwd=cwd or REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while not ready.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, f'{args} ended before {ready} appeared'
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 @pytest.fixture(scope='session')

@@ -1,18 +1,14 @@
 """Classification transfer: the recipes' mechanics (layer decay, LARS, frozen parts) on the real run path,
 the dataset readers on generated data in each real format, eval-only and resume."""
-import os
 import random
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, run
+from conftest import REPO, kill_when, run
 from mae_core.data import imagenet_class_index, smoke_wnids
 from mae_core.vit import vit
 from transfer.datasets import read_split, smoke
@@ -139,12 +135,7 @@ def test_eval_only_on_the_fine_tuned_checkpoint_reproduces_its_accuracy(smoke_al
 def test_resume_after_kill_gives_the_same_final_weights(tiny_checkpoint, smoke_all, tmp_path):
     args = RUN + ['in1k_linprobe', '--smoke', '--checkpoint', str(tiny_checkpoint[0]), '--records-dir',
                   str(tmp_path / 'r'), '--work-dir', str(tmp_path / 'w')]
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (tmp_path / 'w' / 'epoch_3.pth').exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when(args, tmp_path / 'w' / 'epoch_3.pth', cwd=tmp_path)
     assert not (tmp_path / 'r').exists(), 'a killed run must leave no record'
     out = run(args + ['--resume'], cwd=tmp_path)
     assert any('Resuming from' in log.read_text() for log in (tmp_path / 'w').glob('*/*.log'))

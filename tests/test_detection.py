@@ -2,11 +2,7 @@
 the label mapping, and the smoke run through run_transfer.py: learning, eval-only, torchrun evaluation, resume."""
 import copy
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -21,7 +17,7 @@ from transfer import detection as det
 from transfer.datasets import smoke
 from transfer.record import read_record
 
-from conftest import REPO, run
+from conftest import REPO, kill_when, run
 
 RUN = [sys.executable, str(REPO / 'run_transfer.py')]
 
@@ -158,13 +154,7 @@ def test_torchrun_evaluation_scores_every_image_once(smoke_all, tmp_path):
 def test_resume_after_kill_gives_the_same_detector(tiny_checkpoint, smoke_all, tmp_path):
     args = RUN + ['coco_maskrcnn', '--smoke', '--checkpoint', str(tiny_checkpoint[0]), '--records-dir',
                   str(tmp_path / 'r'), '--work-dir', str(tmp_path / 'w')]
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    # the engine names a checkpoint in last_checkpoint once it is fully written: kill right after the first
-    while not (tmp_path / 'w' / 'last_checkpoint').exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when(args, tmp_path / 'w' / 'last_checkpoint', cwd=tmp_path)  # right after the first checkpoint
     assert not (tmp_path / 'r').exists() and not (tmp_path / 'w' / 'detector.pth').exists()
     out = run(args + ['--resume'], cwd=tmp_path)
     assert any('Resuming from' in log.read_text() for log in (tmp_path / 'w').glob('*/*.log'))

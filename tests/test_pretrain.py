@@ -1,15 +1,11 @@
 """mae-pretrain: a usable checkpoint in our format and a pretrain record; torchrun on CPU; resume after
 kill -9 gives the weights of an uninterrupted run."""
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-from conftest import REPO, run
+from conftest import REPO, kill_when, run
 from mae_core.checkpoint import load_encoder
 from transfer.record import read_record
 
@@ -45,13 +41,7 @@ def test_resume_after_kill_gives_the_weights_of_an_uninterrupted_run(tmp_path):
             str(tmp_path / 'r')] + SHORT
     run(args + ['--work-dir', str(tmp_path / 'straight')], timeout=300)
     killed = tmp_path / 'killed'
-    proc = subprocess.Popen(args + ['--work-dir', str(killed)], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while not (killed / 'epoch_2.pth').exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when(args + ['--work-dir', str(killed)], killed / 'epoch_2.pth')
     assert not (killed / 'final.pth').exists(), 'the run finished before it could be killed'
     out = run(args + ['--work-dir', str(killed), '--resume'], timeout=300)
     assert 'Resuming from' in out.stdout + out.stderr

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from mmengine.dataset import DefaultSampler
 from mmengine.evaluator import Evaluator
 from mmengine.model import BaseModel
 from timm.data import Mixup, create_transform
@@ -107,19 +106,9 @@ def build_model(cfg, ctx, num_classes):
 
 
 def loaders(cfg, train, val):
-    workers = cfg.num_workers
-    common = dict(num_workers=workers, pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
     val_ds = ClassificationDataset(val.samples, eval_transform(cfg.img_size, cfg.aug.crop_pct))
-    val_loader = torch.utils.data.DataLoader(val_ds, batch_size=cfg.eval_batch_size,
-                                             sampler=DefaultSampler(val_ds, shuffle=False), **common)
-    if train is None:
-        return None, val_loader
-    train_ds = ClassificationDataset(train.samples, train_transform(cfg))
-    train_loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, drop_last=True,
-                                               sampler=core.SeededSampler(train_ds, cfg.seed), **common)
-    if len(train_loader) == 0:
-        raise UsageError(f'{train.root}: {len(train_ds)} training images make no full batch of {cfg.batch_size}')
-    return train_loader, val_loader
+    train_ds = None if train is None else ClassificationDataset(train.samples, train_transform(cfg))
+    return engine.make_loaders(cfg, train_ds, val_ds, cfg.eval_batch_size, source=train and train.root)
 
 
 def mixup_and_loss(cfg, num_classes):

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.dataset import DefaultSampler
 from mmengine.evaluator import BaseMetric, Evaluator
 from mmengine.model import BaseModel
 from mmengine.optim import LinearLR, MultiStepLR, OptimWrapper
@@ -285,14 +284,8 @@ def run(bench, cfg, ctx) -> engine.Outcome:
     model = Detector(build_detector(vit, len(val.cats.ids), cfg), bf16)
     if ctx.eval_only:
         model.load_state_dict(read_task_model(ctx.checkpoint), strict=True)
-    common = dict(num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available(),
-                  persistent_workers=cfg.num_workers > 0, collate_fn=collate)
-    val_loader = torch.utils.data.DataLoader(val, batch_size=cfg.eval_batch_size,
-                                             sampler=DefaultSampler(val, shuffle=False), **common)
-    train_loader = None
-    if train is not None:
-        train_loader = torch.utils.data.DataLoader(train, batch_size=cfg.batch_size, drop_last=True,
-                                                   sampler=core.SeededSampler(train, cfg.seed, endless=True), **common)
+    train_loader, val_loader = engine.make_loaders(cfg, train, val, cfg.eval_batch_size, collate, endless=True,
+                                                   source=f'{root}/train2017')
     kwargs = engine.runner_kwargs(ctx.work_dir, ctx.launcher, cfg.seed, ctx.resume, name=bench.name, by_epoch=False,
                                   checkpoint_interval=cfg.checkpoint_interval, log_interval=cfg.log_interval)
     train_args = {}

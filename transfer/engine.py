@@ -4,12 +4,15 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+from mmengine.dataset import DefaultSampler
 from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapper
 from timm.optim import param_groups_weight_decay
 
 from mae_core import engine as core
+
+from .errors import UsageError
 
 
 @dataclass
@@ -138,6 +141,24 @@ def runner_kwargs(work_dir, launcher, seed, resume, checkpoint_interval=1, log_i
         visualizer=core.visualizer_cfg(), experiment_name=f'{name}_{time.strftime("%Y%m%d_%H%M%S")}_{time.time_ns() % 10**6}',
         env_cfg=dict(dist_cfg=dict(backend='nccl' if torch.cuda.is_available() else 'gloo')),
         cfg=dict(model_wrapper_cfg=core.model_wrapper_cfg()), log_level='INFO')
+
+
+def make_loaders(cfg, train_ds, val_ds, eval_batch_size, collate=None, val_collate=None, endless=False,
+                 source='the training set'):
+    """(train loader or None, val loader). Validation runs in order and sees each image once across ranks;
+    training shuffles from the run's seed (:class:`mae_core.engine.SeededSampler`; ``endless`` for
+    iteration-based training) in full batches. Workers, pinned memory and persistent workers from ``cfg``."""
+    common = dict(num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available(),
+                  persistent_workers=cfg.num_workers > 0)
+    val_loader = torch.utils.data.DataLoader(val_ds, batch_size=eval_batch_size, collate_fn=val_collate or collate,
+                                             sampler=DefaultSampler(val_ds, shuffle=False), **common)
+    if train_ds is None:
+        return None, val_loader
+    train_loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, drop_last=True, collate_fn=collate,
+                                               sampler=core.SeededSampler(train_ds, cfg.seed, endless=endless), **common)
+    if len(train_loader) == 0:
+        raise UsageError(f'{source}: {len(train_ds)} training images make no full batch of {cfg.batch_size}')
+    return train_loader, val_loader
 
 
 def encoder_and_head_groups(model, vit, lr, weight_decay, layer_decay):

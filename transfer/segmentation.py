@@ -12,7 +12,6 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.dataset import DefaultSampler
 from mmengine.evaluator import BaseMetric, Evaluator
 from mmengine.model import BaseModel
 from mmengine.optim import LinearLR, OptimWrapper, PolyLR
@@ -325,16 +324,10 @@ def run(bench, cfg, ctx) -> engine.Outcome:
                        cfg.aux_weight, bf16, cfg.crop_size, cfg.stride)
     if ctx.eval_only:
         model.load_state_dict(read_task_model(ctx.checkpoint), strict=True)
-    workers = cfg.num_workers
-    common = dict(num_workers=workers, pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
-    val_ds = ADE20K(val_pairs, cfg, train=False)
-    val_loader = torch.utils.data.DataLoader(val_ds, batch_size=1, sampler=DefaultSampler(val_ds, shuffle=False),
-                                             collate_fn=collate_eval, **common)
-    train_loader = None
-    if train_pairs is not None:
-        train_ds = ADE20K(train_pairs, cfg, train=True)
-        train_loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, drop_last=True,
-                                                   sampler=core.SeededSampler(train_ds, cfg.seed, endless=True), **common)
+    train_ds = None if train_pairs is None else ADE20K(train_pairs, cfg, train=True)
+    train_loader, val_loader = engine.make_loaders(cfg, train_ds, ADE20K(val_pairs, cfg, train=False), 1,
+                                                   val_collate=collate_eval, endless=True,
+                                                   source=f'{cfg.dataset.root}/images/training')
     kwargs = engine.runner_kwargs(ctx.work_dir, ctx.launcher, cfg.seed, ctx.resume, name=bench.name, by_epoch=False,
                                   checkpoint_interval=cfg.checkpoint_interval, log_interval=cfg.log_interval)
     train_args = {}
