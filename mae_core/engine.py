@@ -162,7 +162,7 @@ class RunStatsHook(Hook):
         self.seconds += time.perf_counter() - self._t
         self.images += self.batch_size * world_size()
         if outputs and 'loss' in outputs:
-            self.epoch_losses.append(float(outputs['loss']))
+            self.epoch_losses.append(float(outputs['loss'].detach()))
 
     def after_train_epoch(self, runner):
         if self.epoch_losses:

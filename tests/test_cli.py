@@ -51,6 +51,30 @@ def test_torchrun_two_processes_write_one_record_over_the_whole_val_set(tiny_che
     assert proc.stdout.strip().splitlines()[-1] == str(records[0])
 
 
+def test_slurm_launcher_two_tasks_write_one_record_over_the_whole_val_set(tiny_checkpoint, tmp_path):
+    """Two tasks as ``srun`` starts them (SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID; MASTER_ADDR given, as a
+    batch script exports it where ``scontrol`` is not at hand), on CPU with gloo."""
+    import os
+    import socket
+    import subprocess
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    args = RUN + ['in1k_linprobe', '--checkpoint', str(tiny_checkpoint[0]), '--smoke', '--launcher', 'slurm',
+                  '--records-dir', str(tmp_path / 'records'), '--cfg-options', 'epochs=1']
+    env = {k: v for k, v in os.environ.items() if k not in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')}
+    tasks = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**env, 'SLURM_PROCID': str(r), 'SLURM_NTASKS': '2', 'SLURM_LOCALID': str(r),
+                                   'SLURM_NODELIST': 'localhost', 'MASTER_ADDR': '127.0.0.1',
+                                   'MASTER_PORT': str(port)}) for r in range(2)]
+    outs = [t.communicate(timeout=300) for t in tasks]
+    assert [t.returncode for t in tasks] == [0, 0], outs[0][1][-3000:]
+    records = list((tmp_path / 'records').glob('*/*.json'))
+    assert len(records) == 1 and outs[0][0].strip().splitlines()[-1] == str(records[0])
+    rec = read_record(records[0])
+    assert rec['env']['world_size'] == 2 and rec['data']['num_images'] == 80
+
+
 def test_all_ran_every_benchmark_and_a_rerun_skips_them(smoke_all, tiny_checkpoint, tmp_path):
     records, records_dir, stdout = smoke_all
     assert set(records) == set(registry.BENCHMARKS)

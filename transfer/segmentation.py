@@ -254,7 +254,7 @@ class ADE20K(torch.utils.data.Dataset):
     def load(self, i):
         img_path, lab_path = self.pairs[i]
         try:
-            img = torch.from_numpy(np.asarray(Image.open(img_path).convert('RGB'))).permute(2, 0, 1)
+            img = torch.from_numpy(np.array(Image.open(img_path).convert('RGB'))).permute(2, 0, 1)
             lab = torch.from_numpy(reduce_zero_label(np.asarray(Image.open(lab_path))))
         except (OSError, SyntaxError) as e:
             raise UnreadableImage(f'{img_path}: unreadable image or annotation ({e})') from None
