@@ -84,6 +84,13 @@ class Runner(_Runner):
         with trusting_work_dir_checkpoints():
             return super().resume(filename, *args, **kwargs)
 
+    def load_or_resume(self):
+        if self._resume and self._load_from is None and not self._has_loaded:
+            from mmengine.runner import find_latest_checkpoint
+            if find_latest_checkpoint(self.work_dir) is None:
+                self.logger.warning(f'--resume: no finished checkpoint in {self.work_dir}; starting from scratch')
+        return super().load_or_resume()
+
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """The seed of one sample's random draws (crop, flip, mask), a function of (run seed, epoch, index) only,
