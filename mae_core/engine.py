@@ -5,7 +5,6 @@ import contextlib
 import os
 import subprocess
 import time
-
 from pathlib import Path
 
 import torch
@@ -14,6 +13,8 @@ from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import Hook
 from mmengine.runner import CheckpointLoader
 from mmengine.runner import Runner as _Runner
+
+from . import checkpoint
 
 LAUNCHERS = ('none', 'pytorch', 'slurm')
 
@@ -185,8 +186,7 @@ class AtomicLocalBackend(LocalBackend):
     ``kill -9`` during a training checkpoint's save leaves the earlier checkpoints and no partial file."""
 
     def put(self, obj: bytes, filepath) -> None:
-        from .checkpoint import atomic_write
-        atomic_write(filepath, lambda tmp: Path(tmp).write_bytes(obj))
+        checkpoint.atomic_write(filepath, lambda tmp: Path(tmp).write_bytes(obj))
 
 
 register_backend('mae_suite_atomic_local', AtomicLocalBackend, force=True)

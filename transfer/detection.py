@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from mmengine.evaluator import BaseMetric, Evaluator
 from mmengine.model import BaseModel
 from mmengine.optim import LinearLR, MultiStepLR, OptimWrapper
-from PIL import Image
 from torchvision.models.convnext import LayerNorm2d
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -28,7 +27,7 @@ from torchvision.transforms import functional as TF
 
 from mae_core import engine as core
 from mae_core.checkpoint import build_encoder, read_task_model, save_ours
-from mae_core.data import IMAGENET_MEAN, IMAGENET_STD, UnreadableImage
+from mae_core.data import IMAGENET_MEAN, IMAGENET_STD, load_rgb
 from mae_core.pretrain import precision_is_bf16
 
 from . import engine
@@ -160,10 +159,7 @@ class COCODetection(torch.utils.data.Dataset):
         index, seed = key if isinstance(key, tuple) else (key, key)
         info = self.coco.loadImgs(self.ids[index])[0]
         path = self.images / info['file_name']
-        try:
-            img = TF.pil_to_tensor(Image.open(path).convert('RGB'))
-        except (OSError, SyntaxError) as e:
-            raise UnreadableImage(f'{path}: unreadable image ({e})') from None
+        img = TF.pil_to_tensor(load_rgb(path))
         target = dict(image_id=torch.tensor(info['id']))
         if not self.train:
             return dict(inputs=img.float() / 255, targets=target, seeds=seed)

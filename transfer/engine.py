@@ -71,11 +71,11 @@ def layer_decay_groups(vit, weight_decay: float, layer_decay: float):
     """Param groups with lr scale ``layer_decay ** (n - layer_id)``, n = blocks + 1. No weight decay on 1-D
     parameters, ``pos_embed`` and ``cls_token``. (timm's ``param_groups_layer_decay`` puts the last block in the
     head's group, scale 1 instead of ``layer_decay``, so it is not the reference's mapping.)"""
-    depth, groups = len(vit.blocks), {}
+    depth, groups, skip_wd = len(vit.blocks), {}, vit.no_weight_decay()
     for name, p in vit.named_parameters():
         if not p.requires_grad:
             continue
-        no_wd = p.ndim == 1 or name in vit.no_weight_decay()
+        no_wd = p.ndim == 1 or name in skip_wd
         lid = layer_id(name, depth)
         group = groups.setdefault((lid, no_wd), dict(params=[], weight_decay=0.0 if no_wd else weight_decay,
                                                      lr_scale=layer_decay ** (depth + 1 - lid)))
