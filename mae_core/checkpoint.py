@@ -9,29 +9,32 @@ Formats ``load_encoder`` detects from the keys:
   hf_vitmae        a Hugging Face ViTMAE folder (``config.json`` + weights) or its weights file
 The canonical state dict uses ``mae_core.vit.VisionTransformer``'s keys (the fb/mae and timm layout).
 """
+import ctypes
+import hashlib
 import json
 import os
 import pickle
+import re
+import shutil
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file as load_safetensors
+from safetensors.torch import save as safetensors_bytes
 
+from .errors import CheckpointError
 from .vit import ARCHS, TASK_ADDED_KEYS, VisionTransformer, resample_pos_table, vit
 
 DECODER_PREFIXES = ('mask_token', 'encoder_mask_token', 'decoder_')
 HEAD_PREFIXES = ('fc_norm.', 'head.')
 
 
-class CheckpointError(ValueError):
-    """A file that cannot be used as asked; the message names the file and the offending key."""
-
-
 # ==================================================================== atomic save
 def _link_unnamed(fd: int, name: Path):
     """Give the O_TMPFILE file ``fd`` a name: linkat(2) with AT_SYMLINK_FOLLOW, which os.link does not pass."""
-    import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
     AT_FDCWD, AT_SYMLINK_FOLLOW = -100, 0x400
     if libc.linkat(AT_FDCWD, f'/proc/self/fd/{fd}'.encode(), AT_FDCWD, os.fsencode(name), AT_SYMLINK_FOLLOW) != 0:
@@ -90,7 +93,7 @@ def save_ours(path, state_dict, meta: dict, **extra):
 
 
 def file_sha256(path, chunk=1 << 20) -> str:
-    import hashlib
+    """sha256 of a file (of every file of a folder, in name order), in one streaming pass."""
     h = hashlib.sha256()
     paths = sorted(p for p in Path(path).rglob('*') if p.is_file()) if Path(path).is_dir() else [Path(path)]
     for p in paths:
@@ -104,9 +107,8 @@ def file_sha256(path, chunk=1 << 20) -> str:
 def _read_raw(path: Path, allow_pickle: bool):
     """The object stored in ``path`` (a dict), read safely unless the user opted in to pickles."""
     if path.suffix == '.safetensors':
-        from safetensors.torch import load_file
         try:
-            return load_file(str(path))
+            return load_safetensors(str(path))
         except Exception as e:
             raise CheckpointError(f'{path}: not a readable safetensors file ({e})') from None
     try:
@@ -114,7 +116,6 @@ def _read_raw(path: Path, allow_pickle: bool):
             warnings.simplefilter('ignore', UserWarning)
             return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
-        import re
         found = re.search(r'Unsupported global: GLOBAL (\S+)', str(e))
         if not found:
             raise CheckpointError(f'{path}: not a readable PyTorch checkpoint (truncated or not a checkpoint)') from None
@@ -129,7 +130,7 @@ def _read_raw(path: Path, allow_pickle: bool):
             raise CheckpointError(f'{path}: not a readable checkpoint ({e2})') from None
     except Exception as e:  # the weights-only unpickler runs no code, so any failure here means a bad file
         raise CheckpointError(f'{path}: not a readable PyTorch checkpoint (truncated or not a checkpoint: '
-                              f'{str(e).splitlines()[0][:160]})') from None
+                              f'{(str(e).splitlines() or [type(e).__name__])[0][:160]})') from None
 
 
 def _hf_files(folder: Path):
@@ -260,23 +261,24 @@ def infer_arch(sd: dict, path='<state dict>'):
 
 
 def _unwrap(obj, path):
-    """The state dict inside a loaded object, the format's name and the meta it carries."""
+    """The state dict inside a loaded object, the format's name, the meta it carries and, for a detector or
+    segmenter this suite trained, its whole state dict (else None)."""
     if not isinstance(obj, dict):
         raise CheckpointError(f'{path}: expected a dict of tensors, found {type(obj).__name__}')
     if isinstance(obj.get('model'), dict) and isinstance(obj.get('meta'), dict) and 'arch' in obj['meta']:
         prefix = obj['meta'].get('encoder_prefix')  # a trained detector / segmenter: its encoder part
         sd = {k[len(prefix):]: v for k, v in obj['model'].items() if k.startswith(prefix)} if prefix else obj['model']
-        return sd, 'ours', dict(obj['meta'])
+        return sd, 'ours', dict(obj['meta']), obj['model'] if prefix else None
     if isinstance(obj.get('model'), dict):
         sd = obj['model']
         fmt = 'fb_mae_full' if 'mask_token' in sd else \
             'fb_mae_finetuned' if 'head.weight' in sd and 'norm.weight' not in sd else 'fb_mae_pretrain'
-        return sd, fmt, {}
+        return sd, fmt, {}, None
     if isinstance(obj.get('state_dict'), dict):  # an mmengine/other trainer's checkpoint
         return _unwrap(obj['state_dict'], path)
     if any(k.startswith('vit.embeddings.') for k in obj):
-        return hf_to_ours(obj, path), 'hf_vitmae', {}
-    return obj, 'timm', {}
+        return hf_to_ours(obj, path), 'hf_vitmae', {}, None
+    return obj, 'timm', {}, None
 
 
 def _first_unexpected(sd, path):
@@ -289,7 +291,8 @@ def _first_unexpected(sd, path):
 
 
 def read_checkpoint(path, allow_pickle=False):
-    """Any supported file or folder -> (full state dict in our layout, format name, meta)."""
+    """Any supported file or folder, read once -> (full state dict in our layout, format name, meta, the whole
+    state dict of a detector or segmenter this suite trained or None)."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f'{path}: no such checkpoint file or folder')
@@ -303,33 +306,18 @@ def read_checkpoint(path, allow_pickle=False):
         sd = hf_to_ours(_read_raw(_hf_files(path), allow_pickle), path)
         meta = dict(norm_pix_loss=cfg.get('norm_pix_loss'), mask_ratio=cfg.get('mask_ratio'),
                     num_heads=cfg.get('num_attention_heads'), decoder_num_heads=cfg.get('decoder_num_attention_heads'))
-        return sd, 'hf_vitmae', meta
-    sd, fmt, meta = _unwrap(_read_raw(path, allow_pickle), path)
+        return sd, 'hf_vitmae', meta, None
+    sd, fmt, meta, task_sd = _unwrap(_read_raw(path, allow_pickle), path)
     bad = next((k for k, v in sd.items() if not isinstance(v, torch.Tensor)), None)
     if bad is not None:
         raise CheckpointError(f'{path}: key {bad!r} holds a {type(sd[bad]).__name__}, not a tensor')
     sd = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in sd.items()}
     _first_unexpected(sd, path)
-    return sd, fmt, meta
+    return sd, fmt, meta, task_sd
 
 
-def read_task_model(path) -> dict:
-    """The whole state dict of a detector or segmenter this suite saved (for ``--eval-only``)."""
-    obj = _read_raw(Path(path), allow_pickle=False)
-    if not (isinstance(obj, dict) and isinstance(obj.get('meta'), dict) and obj['meta'].get('encoder_prefix')):
-        raise CheckpointError(f'{path}: --eval-only needs a detector or segmenter saved by this suite '
-                              '(its meta names encoder_prefix)')
-    return obj['model']
-
-
-def load_encoder(path, arch=None, keep_head=False, allow_pickle=False):
-    """Read any supported checkpoint -> ``(encoder_state_dict, info)``.
-
-    The state dict keeps only encoder keys (plus ``fc_norm``/``head`` when ``keep_head``). ``info`` says the
-    ``format``, ``arch`` (inferred for standard sizes, else ``arch`` must be given), ``global_pool``,
-    ``num_classes``, ``img_size`` and the pre-training ``meta`` the file carries.
-    """
-    sd, fmt, meta = read_checkpoint(path, allow_pickle)
+def _encoder_part(sd, fmt, meta, path, arch=None):
+    """-> (encoder state dict with fc_norm/head if present, info); checks ``arch`` against the file."""
     found = meta.get('arch') or infer_arch(sd, path)
     if arch is not None and found is not None and arch != found:
         w = sd['patch_embed.proj.weight']
@@ -340,16 +328,69 @@ def load_encoder(path, arch=None, keep_head=False, allow_pickle=False):
         w = sd['patch_embed.proj.weight']
         raise CheckpointError(f'{path}: no standard arch has patch {w.shape[-1]}, width {w.shape[0]} and '
                               f'{_depth(sd, "blocks.")} blocks (key patch_embed.proj.weight); pass --arch')
+    if arch not in ARCHS:
+        raise CheckpointError(f'{path}: unknown arch {arch!r}; expected one of {", ".join(ARCHS)}')
     enc = {k: v for k, v in sd.items() if not k.startswith(DECODER_PREFIXES)}
     has_head = 'head.weight' in enc
-    if not keep_head:
-        enc = {k: v for k, v in enc.items() if not k.startswith(HEAD_PREFIXES)}
     grid = int(round((sd['pos_embed'].shape[1] - 1) ** 0.5))
     info = dict(format=fmt, arch=arch, path=str(path), has_head=has_head,
                 global_pool='fc_norm.weight' in sd and 'norm.weight' not in sd,
                 num_classes=int(sd['head.weight'].shape[0]) if has_head else 0,
                 img_size=grid * int(sd['patch_embed.proj.weight'].shape[-1]), meta=meta)
     return enc, info
+
+
+def _without_head(sd: dict) -> dict:
+    return {k: v for k, v in sd.items() if not k.startswith(HEAD_PREFIXES)}
+
+
+def load_encoder(path, arch=None, keep_head=False, allow_pickle=False):
+    """Read any supported checkpoint -> ``(encoder_state_dict, info)``.
+
+    The state dict keeps only encoder keys (plus ``fc_norm``/``head`` when ``keep_head``). ``info`` says the
+    ``format``, ``arch`` (inferred for standard sizes, else ``arch`` must be given), ``has_head``,
+    ``global_pool``, ``num_classes``, ``img_size`` and the pre-training ``meta`` the file carries.
+    """
+    sd, fmt, meta, _ = read_checkpoint(path, allow_pickle)
+    enc, info = _encoder_part(sd, fmt, meta, path, arch)
+    return (enc if keep_head else _without_head(enc)), info
+
+
+@dataclass
+class EncoderHandle:
+    """A checkpoint read once (:func:`open_checkpoint`): its encoder state dict in our layout (with the classifier
+    head if it has one), ``info`` (see :func:`load_encoder`), the file's sha256 and, for a detector or segmenter
+    this suite trained, its whole state dict. The benchmarks build their models from a handle, never from a path."""
+    path: str
+    state_dict: dict
+    info: dict
+    sha256: str
+    task_state_dict: dict = None
+
+    @property
+    def arch(self) -> str:
+        return self.info['arch']
+
+    @property
+    def meta(self) -> dict:
+        return self.info['meta']
+
+    def build(self, keep_head=False, **model_kwargs) -> VisionTransformer:
+        """The encoder with these weights; ``model_kwargs`` as :func:`mae_core.vit.vit` takes them. With
+        ``keep_head`` a file's classifier (head, pooling) is kept and must load exactly."""
+        with_head = keep_head and self.info['has_head']
+        if with_head:
+            model_kwargs.setdefault('num_classes', self.info['num_classes'])
+            model_kwargs.setdefault('global_pool', self.info['global_pool'])
+        sd = self.state_dict if keep_head else _without_head(self.state_dict)
+        return load_into(vit(self.arch, **model_kwargs), sd, self.path, strict_head=with_head)
+
+
+def open_checkpoint(path, arch=None, allow_pickle=False) -> EncoderHandle:
+    """Read any supported checkpoint once for its weights, and once (streaming) for its sha256."""
+    sd, fmt, meta, task_sd = read_checkpoint(path, allow_pickle)
+    enc, info = _encoder_part(sd, fmt, meta, path, arch)
+    return EncoderHandle(str(Path(path).resolve()), enc, info, file_sha256(path), task_sd)
 
 
 def load_into(model: VisionTransformer, sd: dict, path='<state dict>', strict_head=False):
@@ -383,12 +424,8 @@ def load_into(model: VisionTransformer, sd: dict, path='<state dict>', strict_he
 
 def build_encoder(path, arch=None, allow_pickle=False, keep_head=False, **model_kwargs):
     """Read a checkpoint and return ``(VisionTransformer with its weights, info)``."""
-    sd, info = load_encoder(path, arch, keep_head=keep_head, allow_pickle=allow_pickle)
-    if keep_head and info['has_head']:
-        model_kwargs.setdefault('num_classes', info['num_classes'])
-        model_kwargs.setdefault('global_pool', info['global_pool'])
-    model = vit(info['arch'], **model_kwargs)
-    return load_into(model, sd, path, strict_head=keep_head and info['has_head']), info
+    handle = open_checkpoint(path, arch, allow_pickle)
+    return handle.build(keep_head, **model_kwargs), handle.info
 
 
 # ==================================================================== export
@@ -423,7 +460,7 @@ EXPORT_FORMATS = ('ours', 'fb_mae', 'timm', 'hf_vitmae', 'vitdet', 'mmseg')
 
 def export(src, dst, to: str, arch=None, allow_pickle=False):
     """Convert checkpoint ``src`` (any readable format) to ``to`` at ``dst``; written atomically."""
-    sd, fmt, meta = read_checkpoint(src, allow_pickle)
+    sd, fmt, meta, _ = read_checkpoint(src, allow_pickle)
     meta = {**meta, 'arch': meta.get('arch') or arch or infer_arch(sd, src)}
     if meta['arch'] is None:
         raise CheckpointError(f'{src}: cannot infer the arch from its shapes; pass --arch')
@@ -435,8 +472,7 @@ def export(src, dst, to: str, arch=None, allow_pickle=False):
     if to == 'timm':
         enc = {k: v.contiguous() for k, v in sd.items() if not k.startswith(DECODER_PREFIXES)}
         if str(dst).endswith('.safetensors'):
-            from safetensors.torch import save
-            return atomic_write(dst, lambda tmp: Path(tmp).write_bytes(save(enc)))
+            return atomic_write(dst, lambda tmp: Path(tmp).write_bytes(safetensors_bytes(enc)))
         return save_checkpoint(enc, dst)
     if to == 'hf_vitmae':
         return export_hf(sd, meta, dst)
@@ -449,19 +485,16 @@ def export(src, dst, to: str, arch=None, allow_pickle=False):
 
 def export_hf(sd, meta, folder):
     """A folder ``ViTMAEForPreTraining.from_pretrained`` reads; built beside ``folder``, then renamed."""
-    from safetensors.torch import save_file
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{folder.name}.', dir=folder.parent))
     try:
-        save_file(ours_to_hf(sd), str(tmp / 'model.safetensors'), metadata={'format': 'pt'})
+        (tmp / 'model.safetensors').write_bytes(safetensors_bytes(ours_to_hf(sd), metadata={'format': 'pt'}))
         (tmp / 'config.json').write_text(json.dumps(hf_config(sd, meta), indent=2))
         if folder.exists():
-            import shutil
             shutil.rmtree(folder)
         os.replace(tmp, folder)
     except BaseException:
-        import shutil
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder

@@ -1,49 +1,16 @@
-"""Command-line entry points of mae_core: ``mae-pretrain``, ``mae-convert`` and ``mae-figures``."""
+"""Command-line entry points of mae_core: ``mae-pretrain``, ``mae-convert`` and ``mae-figures``.
+
+Input errors are one ``error:`` line on standard error and exit code 2 (:func:`mae_core.errors.entry_point`).
+mmengine, the MAE and matplotlib are imported inside the commands so that ``--help`` answers at once."""
 import argparse
 import sys
 from pathlib import Path
 
-from .checkpoint import EXPORT_FORMATS, CheckpointError
+from .checkpoint import EXPORT_FORMATS, export
+from .errors import MissingFile, UsageError, entry_point
 
 
-def fail(msg: str):
-    print(f'error: {msg}', file=sys.stderr)
-    sys.exit(2)
-
-
-def load_config(path, options=()):
-    from mmengine.config import Config
-    if not Path(path).is_file():
-        fail(f'{path}: config file not found')
-    try:
-        cfg = Config.fromfile(str(path))
-    except Exception as e:  # a syntax error or a bad _base_ in the user's file
-        fail(f'{path}: unreadable config ({type(e).__name__}: {e})')
-    for opt in options:
-        key, sep, value = opt.partition('=')
-        if not sep:
-            fail(f'--cfg-options {opt!r}: expected key=value')
-        parent, _, leaf = key.rpartition('.')
-        node = cfg
-        for part in filter(None, parent.split('.')):
-            if part not in node:
-                fail(f'--cfg-options {key}: the config has no key {part!r} (in {path})')
-            node = node[part]
-        if leaf not in node:
-            fail(f'--cfg-options {key}: the config has no key {leaf!r} (in {path}); '
-                 f'keys there: {", ".join(sorted(node.keys()))}')
-        cfg.merge_from_dict({key: parse_value(value)})
-    return cfg
-
-
-def parse_value(text: str):
-    import ast
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
+@entry_point
 def pretrain_main(argv=None):
     p = argparse.ArgumentParser('mae-pretrain', description='MAE pre-training (Table 8 recipe) on mmengine.')
     p.add_argument('--config', required=True, help='e.g. eval_configs/pretrain/mae_tiny_cpu.py')
@@ -54,17 +21,19 @@ def pretrain_main(argv=None):
     p.add_argument('--launcher', default='none', choices=['none', 'pytorch', 'slurm'])
     p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE')
     args = p.parse_args(argv)
+    from .config import load_config
+    from .pretrain import pretrain
     cfg = load_config(args.config, args.cfg_options)
     if args.data_root and not Path(args.data_root).is_dir():
-        fail(f'--data-root {args.data_root}: no such folder (expected a folder of images)')
+        raise MissingFile(f'--data-root {args.data_root}: no such folder (expected a folder of images)')
     work_dir = args.work_dir or f'work_dirs/{Path(args.config).stem}'
-    from .pretrain import pretrain
     final, record = pretrain(cfg, work_dir, args.data_root, args.resume, args.launcher, args.records_dir)
     if final is not None:
         print(f'final checkpoint: {final}')
         print(record)
 
 
+@entry_point
 def convert_main(argv=None):
     p = argparse.ArgumentParser('mae-convert', description='Convert an MAE/ViT checkpoint between layouts.')
     p.add_argument('src', help='a checkpoint file or Hugging Face folder')
@@ -74,14 +43,10 @@ def convert_main(argv=None):
     p.add_argument('--allow-pickle', action='store_true',
                    help='allow pickled objects (fb/mae args): only for files you trust')
     args = p.parse_args(argv)
-    from .checkpoint import export
-    try:
-        out = export(args.src, args.dst, args.to, args.arch, args.allow_pickle)
-    except CheckpointError as e:
-        fail(str(e))
-    print(out)
+    print(export(args.src, args.dst, args.to, args.arch, args.allow_pickle))
 
 
+@entry_point
 def figures_main(argv=None):
     p = argparse.ArgumentParser('mae-figures', description='Reconstruction grids like the paper\'s Fig. 4/6.')
     p.add_argument('--checkpoint', required=True, help='an MAE checkpoint with its decoder')
@@ -96,16 +61,16 @@ def figures_main(argv=None):
     args = p.parse_args(argv)
     from .figures import reconstruction_figure
     try:
-        out = reconstruction_figure(args.checkpoint, args.images, args.out,
-                                    [float(r) for r in args.mask_ratios.split(',')], args.masking, args.num,
-                                    args.img_size, args.seed, args.allow_pickle)
-    except (CheckpointError, FileNotFoundError, ValueError) as e:
-        fail(str(e))
-    print(out)
+        ratios = [float(r) for r in args.mask_ratios.split(',')]
+    except ValueError:
+        raise UsageError(f'--mask-ratios {args.mask_ratios}: expected comma-separated numbers, e.g. 0.75,0.85') from None
+    print(reconstruction_figure(args.checkpoint, args.images, args.out, ratios, args.masking, args.num,
+                                args.img_size, args.seed, args.allow_pickle))
 
 
 if __name__ == '__main__':
     commands = {'pretrain': pretrain_main, 'convert': convert_main, 'figures': figures_main}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        fail(f'usage: python -m mae_core.cli {{{",".join(commands)}}} ...')
-    commands[sys.argv[1]](sys.argv[2:])
+        print(f'error: usage: python -m mae_core.cli {{{",".join(commands)}}} ...', file=sys.stderr)
+        sys.exit(2)
+    sys.exit(commands[sys.argv[1]](sys.argv[2:]))

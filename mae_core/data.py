@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from .engine import seeded_draws
+from .errors import MissingFile, UnreadableImage
+from .seeding import seeded_draws
 
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -34,16 +35,12 @@ def imagenet_class_index() -> dict:
 def list_images(root) -> list:
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f'{root}: image folder not found (expected a folder of images, flat or in '
+        raise MissingFile(f'{root}: image folder not found (expected a folder of images, flat or in '
                                 'class sub-folders)')
     files = sorted(p for p in root.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise FileNotFoundError(f'{root}: no images found (looked for {sorted(IMAGE_SUFFIXES)} files, recursively)')
+        raise MissingFile(f'{root}: no images found (looked for {sorted(IMAGE_SUFFIXES)} files, recursively)')
     return files
-
-
-class UnreadableImage(OSError):
-    """An image file PIL cannot decode; the message names the file."""
 
 
 def load_rgb(path) -> Image.Image:

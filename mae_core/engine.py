@@ -1,6 +1,6 @@
-"""What every training run shares on top of mmengine's Runner: distributed set-up that also works on CPU,
-resuming the run's own checkpoints on torch >= 2.6, per-sample seeds that make a resumed run draw the same
-augmentation and masks, and a hook that measures throughput and the final loss."""
+"""Everything that touches mmengine, for pre-training and every benchmark: distributed set-up that also works on
+CPU, the Runner's arguments, loaders, schedules, precision, resuming the run's own checkpoints on torch >= 2.6,
+atomic training checkpoints, and the run itself (train then validate, or validate only)."""
 import contextlib
 import os
 import subprocess
@@ -9,16 +9,22 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from mmengine.dataset import DefaultSampler
 from mmengine.fileio import LocalBackend, register_backend
-from mmengine.hooks import Hook
-from mmengine.runner import CheckpointLoader
+from mmengine.hooks import CheckpointHook, Hook, LoggerHook
+from mmengine.optim import CosineAnnealingLR, LinearLR
+from mmengine.runner import CheckpointLoader, find_latest_checkpoint
 from mmengine.runner import Runner as _Runner
+from mmengine.visualization import LocalVisBackend, TensorboardVisBackend, Visualizer
 
-from . import checkpoint
+from .checkpoint import atomic_write
+from .errors import ConfigError, DataError, UsageError
+from .seeding import sample_seed
 
 LAUNCHERS = ('none', 'pytorch', 'slurm')
 
 
+# ==================================================================== distributed
 def init_distributed(launcher: str):
     """Start the process group before the Runner exists -> (rank, world_size).
 
@@ -26,17 +32,24 @@ def init_distributed(launcher: str):
     ourselves (from torchrun's or Slurm's variables); on GPU mmengine's ``init_dist`` does it with NCCL.
     """
     if launcher not in LAUNCHERS:
-        raise ValueError(f'unknown launcher {launcher!r}; expected one of {LAUNCHERS}')
+        raise UsageError(f'--launcher {launcher}: expected one of {", ".join(LAUNCHERS)}')
     if launcher == 'none':
         return 0, 1
     if not dist.is_initialized():
         if launcher == 'slurm' and 'RANK' not in os.environ:
+            if 'SLURM_PROCID' not in os.environ or 'SLURM_NTASKS' not in os.environ:
+                raise UsageError('--launcher slurm: SLURM_PROCID/SLURM_NTASKS are not set (start the command '
+                                 'with srun)')
             os.environ.update(RANK=os.environ['SLURM_PROCID'], WORLD_SIZE=os.environ['SLURM_NTASKS'],
                               LOCAL_RANK=os.environ.get('SLURM_LOCALID', '0'))
             os.environ.setdefault('MASTER_PORT', '29500')
             if 'MASTER_ADDR' not in os.environ:
-                nodes = subprocess.getoutput(f'scontrol show hostnames {os.environ["SLURM_NODELIST"]}')
-                os.environ['MASTER_ADDR'] = nodes.splitlines()[0]
+                nodes = subprocess.getoutput(f'scontrol show hostnames {os.environ.get("SLURM_NODELIST", "")}')
+                os.environ['MASTER_ADDR'] = nodes.splitlines()[0] if nodes.strip() else 'localhost'
+        missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if k not in os.environ]
+        if missing:
+            raise UsageError(f'--launcher {launcher}: {", ".join(missing)} not set (start the command with torchrun '
+                             'or srun)')
         if torch.cuda.is_available():
             from mmengine.dist import init_dist
             init_dist('pytorch', backend='nccl')
@@ -53,6 +66,11 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_initialized() else 1
 
 
+def barrier():
+    if dist.is_initialized():
+        dist.barrier()
+
+
 def model_wrapper_cfg():
     """DDP without ``device_ids`` on CPU (mmengine's default passes the local rank, which needs a GPU)."""
     if dist.is_initialized() and not torch.cuda.is_available():
@@ -60,6 +78,31 @@ def model_wrapper_cfg():
     return None
 
 
+# ==================================================================== precision
+def cpu_has_bf16() -> bool:
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = f.read()
+        return 'avx512_bf16' in flags or 'amx_bf16' in flags
+    except OSError:
+        return False
+
+
+def precision_is_bf16(precision: str) -> bool:
+    """'auto': bf16 autocast on GPU and on CPUs with native bf16; 'bf16' or 'fp32' as said."""
+    if precision not in ('auto', 'bf16', 'fp32'):
+        raise ConfigError(f'precision must be auto, bf16 or fp32, got {precision!r}')
+    if precision == 'auto':
+        return torch.cuda.is_available() or cpu_has_bf16()
+    return precision == 'bf16'
+
+
+def autocast_context(device_type: str, enabled: bool):
+    """bf16 autocast where it pays (GPU, or a CPU with native bf16); a no-op otherwise."""
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=enabled)
+
+
+# ==================================================================== resume and checkpoints
 @contextlib.contextmanager
 def trusting_work_dir_checkpoints():
     """mmengine pickles HistoryBuffer and numpy arrays in its checkpoints, which torch.load's default
@@ -87,18 +130,62 @@ class Runner(_Runner):
 
     def load_or_resume(self):
         if self._resume and self._load_from is None and not self._has_loaded:
-            from mmengine.runner import find_latest_checkpoint
             if find_latest_checkpoint(self.work_dir) is None:
                 self.logger.warning(f'--resume: no finished checkpoint in {self.work_dir}; starting from scratch')
         return super().load_or_resume()
 
 
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """The seed of one sample's random draws (crop, flip, mask), a function of (run seed, epoch, index) only,
-    so a resumed run, any number of workers and any world size draw exactly the same."""
-    return ((seed * 1_000_003 + epoch) * 10_000_019 + index) % (2 ** 62)
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's local file backend with each write made atomic (:func:`mae_core.checkpoint.atomic_write`):
+    ``kill -9`` during a training checkpoint's save leaves the earlier checkpoints and no partial file."""
+
+    def put(self, obj: bytes, filepath) -> None:
+        atomic_write(filepath, lambda tmp: Path(tmp).write_bytes(obj))
 
 
+register_backend('mae_suite_atomic_local', AtomicLocalBackend, force=True)
+
+
+def default_hooks(checkpoint_interval=1, log_interval=10, max_keep=2, by_epoch=True):
+    """Checkpoint every ``checkpoint_interval`` epochs (iterations when not ``by_epoch``), keep the last two,
+    each written atomically."""
+    return dict(checkpoint=dict(type=CheckpointHook, interval=checkpoint_interval, max_keep_ckpts=max_keep,
+                                save_last=True, by_epoch=by_epoch,
+                                backend_args=dict(backend='mae_suite_atomic_local')),
+                logger=dict(type=LoggerHook, interval=log_interval))
+
+
+def visualizer_cfg(tensorboard=True):
+    backends = [dict(type=LocalVisBackend)] + ([dict(type=TensorboardVisBackend)] if tensorboard else [])
+    return dict(type=Visualizer, vis_backends=backends, name=f'vis-{os.getpid()}-{time.time_ns()}')
+
+
+def runner_kwargs(work_dir, launcher, seed, resume, *, name='run', by_epoch=True, checkpoint_interval=1,
+                  log_interval=10, cfg=None):
+    """The Runner arguments every run shares (``cfg``: the resolved config, saved in the work dir)."""
+    return dict(
+        work_dir=str(work_dir), launcher=launcher, resume=resume, randomness=dict(seed=seed),
+        default_hooks=default_hooks(checkpoint_interval, log_interval, by_epoch=by_epoch),
+        visualizer=visualizer_cfg(), experiment_name=f'{name}_{time.strftime("%Y%m%d_%H%M%S")}_{time.time_ns() % 10**6}',
+        env_cfg=dict(dist_cfg=dict(backend='nccl' if torch.cuda.is_available() else 'gloo')),
+        cfg=dict(cfg or {}, model_wrapper_cfg=model_wrapper_cfg()), log_level='INFO')
+
+
+# ==================================================================== schedules
+def build_schedulers(epochs: int, warmup_epochs: int):
+    """Linear warm-up then cosine to 0, both stepped every iteration (mmengine converts epochs to iters)."""
+    warmup_epochs = min(warmup_epochs, epochs)
+    scheds = []
+    if warmup_epochs:
+        scheds.append(dict(type=LinearLR, start_factor=1e-6, by_epoch=True, begin=0, end=warmup_epochs,
+                           convert_to_iter_based=True))
+    if epochs > warmup_epochs:
+        scheds.append(dict(type=CosineAnnealingLR, T_max=epochs - warmup_epochs, eta_min=0.0, by_epoch=True,
+                           begin=warmup_epochs, end=epochs, convert_to_iter_based=True))
+    return scheds
+
+
+# ==================================================================== data loading
 class SeededSampler(torch.utils.data.Sampler):
     """Shuffles per epoch from (seed, epoch), shards by rank, and yields ``(index, sample_seed)`` pairs.
 
@@ -133,26 +220,35 @@ class SeededSampler(torch.utils.data.Sampler):
             epoch += 1
 
 
-@contextlib.contextmanager
-def seeded_draws(seed: int):
-    """Run transforms with torch's, Python's and numpy's global RNGs set from ``seed``, then restore them
-    (torchvision draws crops from torch, timm's RandAugment and random erasing from Python and numpy)."""
-    import random
-
-    import numpy as np
-    py_state, np_state = random.getstate(), np.random.get_state()
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        random.seed(seed)
-        np.random.seed(seed % (2 ** 32))
-        try:
-            yield
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)
+def train_loader(dataset, batch_size, num_workers, seed, collate=None, endless=False, source='the training set'):
+    """Shuffled from the run's seed (:class:`SeededSampler`), in full batches only."""
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, drop_last=True, collate_fn=collate, num_workers=num_workers,
+        sampler=SeededSampler(dataset, seed, endless=endless), pin_memory=torch.cuda.is_available(),
+        persistent_workers=num_workers > 0)
+    if len(loader) == 0:
+        raise DataError(f'{source}: {len(dataset)} training images make no full batch of {batch_size} per process')
+    return loader
 
 
+def val_loader(dataset, batch_size, num_workers, collate=None):
+    """In order; each image seen once across ranks (mmengine drops the sampler's padding when it gathers)."""
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate,
+                                       sampler=DefaultSampler(dataset, shuffle=False), num_workers=num_workers,
+                                       pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
+
+
+def release_workers(*loaders):
+    """Stop the persistent worker processes of finished loaders now, not at garbage collection: ``run_transfer
+    all`` runs benchmarks one after another in one process, and idle workers would pile up."""
+    for loader in loaders:
+        iterator = getattr(loader, '_iterator', None)
+        if iterator is not None and hasattr(iterator, '_shutdown_workers'):
+            iterator._shutdown_workers()
+            loader._iterator = None
+
+
+# ==================================================================== the run
 class RunStatsHook(Hook):
     """Collects the mean loss of the last epoch and training images/s (this process's part of the run)."""
     priority = 'VERY_LOW'
@@ -181,52 +277,35 @@ class RunStatsHook(Hook):
         return self.images / self.seconds if self.seconds else 0.0
 
 
-class AtomicLocalBackend(LocalBackend):
-    """mmengine's local file backend with each write made atomic (:func:`mae_core.checkpoint.atomic_write`):
-    ``kill -9`` during a training checkpoint's save leaves the earlier checkpoints and no partial file."""
+class KeepMetrics(Hook):
+    """Keeps the metrics of the last validation."""
 
-    def put(self, obj: bytes, filepath) -> None:
-        checkpoint.atomic_write(filepath, lambda tmp: Path(tmp).write_bytes(obj))
+    def __init__(self):
+        self.metrics = None
 
-
-register_backend('mae_suite_atomic_local', AtomicLocalBackend, force=True)
-
-
-def default_hooks(checkpoint_interval=1, log_interval=10, max_keep=2, by_epoch=True):
-    """Checkpoint every ``checkpoint_interval`` epochs (iterations when not ``by_epoch``), keep the last two,
-    each written atomically."""
-    from mmengine.hooks import CheckpointHook, LoggerHook
-    return dict(checkpoint=dict(type=CheckpointHook, interval=checkpoint_interval, max_keep_ckpts=max_keep,
-                                save_last=True, by_epoch=by_epoch,
-                                backend_args=dict(backend='mae_suite_atomic_local')),
-                logger=dict(type=LoggerHook, interval=log_interval))
+    def after_val_epoch(self, runner, metrics=None):
+        self.metrics = dict(metrics or {})
 
 
-def visualizer_cfg(tensorboard=True):
-    from mmengine.visualization import LocalVisBackend, TensorboardVisBackend, Visualizer
-    backends = [dict(type=LocalVisBackend)] + ([dict(type=TensorboardVisBackend)] if tensorboard else [])
-    return dict(type=Visualizer, vis_backends=backends, name=f'vis-{os.getpid()}-{time.time_ns()}')
-
-
-def autocast_context(device_type: str, enabled: bool):
-    """bf16 autocast where it pays (GPU, or a CPU with native bf16); a no-op otherwise."""
-    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=enabled)
-
-
-def cpu_has_bf16() -> bool:
+def run(model, kwargs, train_loader=None, val_loader=None, evaluator=None, hooks=(), **train_args):
+    """mmengine's Runner with ``kwargs`` (:func:`runner_kwargs`): training (``train_args``: train_cfg,
+    optim_wrapper, param_scheduler) then the final validation, or validation only when there is no
+    ``train_loader`` -> the last validation's metrics (None without a ``val_loader``). Loader workers are
+    released after."""
+    keep = KeepMetrics()
+    parts = dict(custom_hooks=[keep, *hooks])
+    if val_loader is not None:
+        parts.update(val_dataloader=val_loader, val_cfg=dict(), val_evaluator=evaluator)
+    if train_loader is not None:
+        parts.update(train_dataloader=train_loader, **train_args)
     try:
-        with open('/proc/cpuinfo') as f:
-            flags = f.read()
-        return 'avx512_bf16' in flags or 'amx_bf16' in flags
-    except OSError:
-        return False
-
-
-def release_workers(*loaders):
-    """Stop the persistent worker processes of finished loaders now, not at garbage collection: ``run_transfer
-    all`` runs benchmarks one after another in one process, and idle workers would pile up."""
-    for loader in loaders:
-        iterator = getattr(loader, '_iterator', None)
-        if iterator is not None and hasattr(iterator, '_shutdown_workers'):
-            iterator._shutdown_workers()
-            loader._iterator = None
+        runner = Runner(model=model, **parts, **kwargs)
+        if train_loader is None:
+            runner.val()
+        else:
+            runner.train()
+            if val_loader is not None and keep.metrics is None:  # resumed after the last step had been saved
+                keep.metrics = runner.val_loop.run()
+    finally:
+        release_workers(train_loader, val_loader)
+    return keep.metrics

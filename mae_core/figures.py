@@ -12,7 +12,7 @@ from .mae import mae
 
 def mae_from_checkpoint(path, img_size=None, allow_pickle=False):
     """An MAE with its decoder from any checkpoint that has one (ours, fb/mae full/visualize, HF)."""
-    sd, fmt, meta = read_checkpoint(path, allow_pickle)
+    sd, _, meta, _ = read_checkpoint(path, allow_pickle)
     if 'decoder_embed.weight' not in sd:
         raise CheckpointError(f'{path}: no decoder (key decoder_embed.weight missing); reconstructions need a '
                               'full MAE checkpoint (ours, fb/mae *_full.pth / mae_visualize_*.pth, or HF ViTMAE)')

@@ -12,6 +12,7 @@ import torch.nn as nn
 from timm.models.vision_transformer import Block
 
 from . import masking as masking_lib
+from .errors import ConfigError
 from .vit import ARCHS, VisionTransformer, resample_pos_table, sincos_pos_embed
 
 
@@ -21,10 +22,11 @@ class MaskedAutoencoder(VisionTransformer):
                  decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16, mlp_ratio=4.0,
                  norm_pix_loss=False, masking='random', encoder_mask_tokens=False, norm_eps=1e-6):
         if masking not in masking_lib.KINDS:
-            raise ValueError(f'unknown masking {masking!r}; expected one of {masking_lib.KINDS}')
+            raise ConfigError(f'unknown masking {masking!r}; expected one of {masking_lib.KINDS}')
         self.norm_pix_loss, self.masking, self.encoder_mask_tokens = norm_pix_loss, masking, encoder_mask_tokens
         # ------------------------------------------------------------ encoder (the ViT itself)
-        super().__init__(img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio, norm_eps=norm_eps)
+        super().__init__(img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio, norm_eps=norm_eps,
+                         initialize=False)
         if encoder_mask_tokens:  # "encoder w/ [M]" (Table 1c, Table 2): mask tokens enter the encoder instead
             self.encoder_mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         # ------------------------------------------------------------ decoder
@@ -117,7 +119,7 @@ class MaskedAutoencoder(VisionTransformer):
 def mae(arch: str, **kwargs) -> MaskedAutoencoder:
     """MAE with the encoder of ``arch`` (a name in ``mae_core.vit.ARCHS``) and the paper's decoder (8 x 512)."""
     if arch not in ARCHS:
-        raise ValueError(f'unknown arch {arch!r}; expected one of {sorted(ARCHS)}')
+        raise ConfigError(f'unknown arch {arch!r}; expected one of {", ".join(ARCHS)}')
     patch, width, depth, heads = ARCHS[arch]
     defaults = dict(patch_size=patch, embed_dim=width, depth=depth, num_heads=heads,
                     decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import ConfigError
+
 KINDS = ('random', 'block', 'grid')
 
 
@@ -50,7 +52,7 @@ def random_masking(N: int, grid_hw, mask_ratio: float, noise: torch.Tensor = Non
 def grid_masking(N: int, grid_hw, mask_ratio: float = 0.75, device=None) -> Masking:
     """Keep one patch of every 2x2 cell (the top-left one): a 75 % mask with a regular pattern."""
     if abs(mask_ratio - 0.75) > 1e-6:
-        raise ValueError(f'grid masking keeps one of every four patches, so mask_ratio must be 0.75, got {mask_ratio}')
+        raise ConfigError(f'grid masking keeps one of every four patches, so mask_ratio must be 0.75, got {mask_ratio}')
     h, w = grid_hw
     rows, cols = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing='ij')
     removed = ((rows % 2 != 0) | (cols % 2 != 0)).flatten().float()
@@ -108,4 +110,4 @@ def sample(kind: str, N: int, grid_hw, mask_ratio: float, noise: torch.Tensor = 
         return block_masking(N, grid_hw, mask_ratio, rngs, device)
     if kind == 'grid':
         return grid_masking(N, grid_hw, mask_ratio, device)
-    raise ValueError(f'unknown masking {kind!r}; expected one of {KINDS}')
+    raise ConfigError(f'unknown masking {kind!r}; expected one of {KINDS}')

@@ -6,16 +6,17 @@ import time
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.model import BaseModel
-from mmengine.optim import CosineAnnealingLR, LinearLR, OptimWrapper
+from mmengine.optim import OptimWrapper
 from timm.optim import param_groups_weight_decay
 
 from . import engine
 from .checkpoint import file_sha256, save_ours
 from .data import PretrainImages, cache_dir, cached, make_class_folders, smoke_wnids
+from .errors import ConfigError
 from .mae import mae
+from .record import make_record, write_record
 
 
 IMAGENET_TRAIN_SIZE = 1281167  # a pre-training record says "full" only on exactly ImageNet-1K's train set
@@ -41,17 +42,8 @@ def generated_images(spec: dict) -> Path:
     if engine.is_main_process():
         cached(name, lambda tmp: make_class_folders(tmp, smoke_wnids(n), per, seed=seed + 1000, size=size,
                                                     prefix='pretrain'))
-    if dist.is_initialized():
-        dist.barrier()
+    engine.barrier()
     return cache_dir() / name
-
-
-def precision_is_bf16(precision: str) -> bool:
-    if precision not in ('auto', 'bf16', 'fp32'):
-        raise ValueError(f'precision must be auto, bf16 or fp32, got {precision!r}')
-    if precision == 'auto':
-        return torch.cuda.is_available() or engine.cpu_has_bf16()
-    return precision == 'bf16'
 
 
 def pretrain_meta(cfg) -> dict:
@@ -63,19 +55,6 @@ def pretrain_meta(cfg) -> dict:
                 crop_scale=list(cfg.data.crop_scale))
 
 
-def build_schedulers(epochs: int, warmup_epochs: int):
-    """Linear warm-up then cosine to 0, both stepped every iteration (mmengine converts epochs to iters)."""
-    warmup_epochs = min(warmup_epochs, epochs)
-    scheds = []
-    if warmup_epochs:
-        scheds.append(dict(type=LinearLR, start_factor=1e-6, by_epoch=True, begin=0, end=warmup_epochs,
-                           convert_to_iter_based=True))
-    if epochs > warmup_epochs:
-        scheds.append(dict(type=CosineAnnealingLR, T_max=epochs - warmup_epochs, eta_min=0.0, by_epoch=True,
-                           begin=warmup_epochs, end=epochs, convert_to_iter_based=True))
-    return scheds
-
-
 def pretrain(cfg: Config, work_dir, data_root=None, resume=False, launcher='none', records_dir='results/runs'):
     """Run the pre-training in ``cfg``; returns ``(final_checkpoint, record_path)`` (None on ranks > 0)."""
     start = time.time()
@@ -84,44 +63,31 @@ def pretrain(cfg: Config, work_dir, data_root=None, resume=False, launcher='none
     generated = root is None
     if generated:
         if not cfg.data.get('generated'):
-            raise ValueError('no --data-root given and the config has no data.generated section')
+            raise ConfigError('no --data-root given and the config has neither data.root nor data.generated')
         root = generated_images(cfg.data.generated)
     dataset = PretrainImages(root, cfg.data.img_size, cfg.data.crop_scale)
     torch.manual_seed(cfg.seed)  # weight init
     model = mae(cfg.arch, img_size=cfg.data.img_size, **{k: v for k, v in cfg.model.items() if k != 'mask_ratio'})
-    bf16 = precision_is_bf16(cfg.get('precision', 'auto'))
+    bf16 = engine.precision_is_bf16(cfg.get('precision', 'auto'))
     total_batch = cfg.data.batch_size * world
     lr = cfg.optim.blr * total_batch / 256
     optimizer = torch.optim.AdamW(param_groups_weight_decay(model, cfg.optim.weight_decay), lr=lr,
                                   betas=tuple(cfg.optim.betas))
-    sampler = engine.SeededSampler(dataset, seed=cfg.seed, shuffle=True)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=cfg.data.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
-        pin_memory=torch.cuda.is_available(), drop_last=True, persistent_workers=cfg.data.num_workers > 0)
-    if len(loader) == 0:
-        raise ValueError(f'{root}: {len(dataset)} images make no full batch of {cfg.data.batch_size} per process')
+    loader = engine.train_loader(dataset, cfg.data.batch_size, cfg.data.num_workers, cfg.seed, source=str(root))
     stats = engine.RunStatsHook(cfg.data.batch_size)
-    runner = engine.Runner(
-        model=PretrainModel(model, cfg.model.mask_ratio, bf16), work_dir=str(work_dir), train_dataloader=loader,
-        train_cfg=dict(by_epoch=True, max_epochs=cfg.schedule.epochs, val_interval=10 ** 9),
-        optim_wrapper=OptimWrapper(optimizer, clip_grad=None),
-        param_scheduler=build_schedulers(cfg.schedule.epochs, cfg.schedule.warmup_epochs),
-        default_hooks=engine.default_hooks(cfg.get('checkpoint_interval', 1), cfg.get('log_interval', 10)),
-        custom_hooks=[stats], visualizer=engine.visualizer_cfg(), resume=resume,
-        launcher=launcher, randomness=dict(seed=cfg.seed),
-        env_cfg=dict(dist_cfg=dict(backend='nccl' if torch.cuda.is_available() else 'gloo')),
-        cfg=dict(cfg.to_dict(), model_wrapper_cfg=engine.model_wrapper_cfg()), log_level='INFO')
-    try:
-        runner.train()
-    finally:
-        engine.release_workers(loader)
+    kwargs = engine.runner_kwargs(work_dir, launcher, cfg.seed, resume, name='pretrain', cfg=cfg.to_dict(),
+                                  checkpoint_interval=cfg.get('checkpoint_interval', 1),
+                                  log_interval=cfg.get('log_interval', 10))
+    engine.run(PretrainModel(model, cfg.model.mask_ratio, bf16), kwargs, loader, hooks=[stats],
+               train_cfg=dict(by_epoch=True, max_epochs=cfg.schedule.epochs, val_interval=10 ** 9),
+               optim_wrapper=OptimWrapper(optimizer, clip_grad=None),
+               param_scheduler=engine.build_schedulers(cfg.schedule.epochs, cfg.schedule.warmup_epochs))
     if rank != 0:
         return None, None
     meta = {**pretrain_meta(cfg), 'num_heads': model.blocks[0].attn.num_heads, 'total_batch': total_batch,
             'pretrain_data': 'generated (smoke)' if generated else Path(root).name,
             'lr': lr, 'precision': 'bf16' if bf16 else 'fp32'}
     final = save_ours(Path(work_dir) / 'final.pth', model.state_dict(), meta)
-    from transfer.record import make_record, write_record  # records are shared with the transfer suite
     end = time.time()
     rec = make_record(
         benchmark='mae_pretrain', family='pretrain', headline='loss',

@@ -10,8 +10,11 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import Attention, PatchEmbed, resample_abs_pos_embed
-from timm.models.vision_transformer import Block
+from timm.layers import Attention as TimmAttention
+from timm.layers import PatchEmbed, resample_abs_pos_embed
+from timm.models.vision_transformer import Block as TimmBlock
+
+from .errors import ConfigError
 
 # arch name -> (patch, width, depth, heads); the small ones exist for tests and CPU runs
 ARCHS = {
@@ -86,32 +89,34 @@ def _resize_table(table: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(moved, size=tuple(size), mode=mode, align_corners=False)[0].movedim(0, -1).to(table.dtype)
 
 
-class RelPosAttention(Attention):
-    """timm's attention plus a relative position term on the logits, zero at initialisation (FACTS.md §5, §6).
+class Attention(TimmAttention):
+    """timm's attention (same parameters, same names), told on each call the patch ``grid`` its tokens lie on
+    (the last h*w tokens; any before them, the cls token, are prefix tokens).
 
-    ``rel_pos='decomposed'`` (ViTDet): per-axis tables ``rel_pos_h``/``rel_pos_w`` [2S-1, head_dim]; the term for
-    query i and key j is q_i·R_h[y_i - y_j] + q_i·R_w[x_i - x_j]. ``rel_pos='bias'`` (BEiT, mmsegmentation's MAE):
-    a learned scalar per head and offset, ``relative_position_bias_table`` [(2S-1)^2 + 3, heads], the 3 extra
-    entries for cls-to-patch, patch-to-cls and cls-to-cls. ``grid`` (the block sets it before each call) is the
-    patch grid the tokens lie on; a table for another grid size is resampled. Tokens before the grid (the cls
-    token) get no decomposed term.
+    :meth:`add_rel_pos` adds a relative position term on the logits, zero at first (FACTS.md §5, §6):
+    ``'decomposed'`` (ViTDet): per-axis tables ``rel_pos_h``/``rel_pos_w`` [2S-1, head_dim]; the term for query i
+    and key j is q_i·R_h[y_i - y_j] + q_i·R_w[x_i - x_j]; prefix tokens get none. ``'bias'`` (BEiT,
+    mmsegmentation's MAE): a learned scalar per head and offset, ``relative_position_bias_table``
+    [(2S-1)^2 + 3, heads], the 3 extra entries for cls-to-patch, patch-to-cls and cls-to-cls. A table made for
+    another grid is resampled to the call's grid.
     """
+    rel_pos = None
 
-    def __init__(self, dim, num_heads, rel_pos: str, table_grid, **kwargs):
-        super().__init__(dim, num_heads=num_heads, **kwargs)
-        self.rel_pos, self.grid = rel_pos, tuple(table_grid)
-        h, w = self.grid
-        if rel_pos == 'decomposed':
+    def add_rel_pos(self, kind: str, table_grid):
+        h, w = table_grid
+        if kind == 'decomposed':
             self.rel_pos_h = nn.Parameter(torch.zeros(2 * h - 1, self.head_dim))
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * w - 1, self.head_dim))
-        elif rel_pos == 'bias':
-            self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * h - 1) * (2 * w - 1) + 3, num_heads))
+        elif kind == 'bias':
+            self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * h - 1) * (2 * w - 1) + 3,
+                                                                         self.num_heads))
         else:
-            raise ValueError(f"rel_pos must be 'decomposed' or 'bias', got {rel_pos!r}")
+            raise ValueError(f"rel_pos must be 'decomposed' or 'bias', got {kind!r}")
+        self.rel_pos = kind
 
-    def _decomposed(self, q, prefix):
+    def _decomposed(self, q, grid, prefix):
         B, heads, N, _ = q.shape
-        h, w = self.grid
+        h, w = grid
         offsets = lambda n: torch.arange(n, device=q.device)[:, None] - torch.arange(n, device=q.device)[None] + n - 1
         r_h = _resize_table(self.rel_pos_h, (2 * h - 1,))[offsets(h)]  # [h, h, hd]
         r_w = _resize_table(self.rel_pos_w, (2 * w - 1,))[offsets(w)]  # [w, w, hd]
@@ -121,13 +126,13 @@ class RelPosAttention(Attention):
         grid_bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(B, heads, h * w, h * w)
         return F.pad(grid_bias, (prefix, 0, prefix, 0))
 
-    def _bias(self, dtype, device, prefix):
-        h, w = self.grid
+    def _bias(self, q, grid, prefix):
+        h, w = grid
         table = self.relative_position_bias_table
         n = table.shape[0] - 3
         side = int(round(n ** 0.5))  # tables are made for square grids
         spans = _resize_table(table[:n].view(side, side, -1), (2 * h - 1, 2 * w - 1)).flatten(0, 1)
-        ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing='ij')
+        ys, xs = torch.meshgrid(torch.arange(h, device=q.device), torch.arange(w, device=q.device), indexing='ij')
         ys, xs = ys.flatten(), xs.flatten()
         index = (ys[:, None] - ys[None] + h - 1) * (2 * w - 1) + (xs[:, None] - xs[None] + w - 1)
         bias = spans[index]  # [hw, hw, heads]
@@ -136,19 +141,42 @@ class RelPosAttention(Attention):
             L = h * w
             bias = torch.cat([torch.cat([cls_to_cls.view(1, 1, -1), cls_to_patch.expand(1, L, -1)], 1),
                               torch.cat([patch_to_cls.expand(L, 1, -1), bias], 1)], 0)
-        return bias.permute(2, 0, 1).unsqueeze(0).to(dtype)
+        return bias.permute(2, 0, 1).unsqueeze(0).to(q.dtype)
 
-    def forward(self, x, attn_mask=None, is_causal=False):
+    def forward(self, x, grid=None):
+        if self.rel_pos is None:
+            return super().forward(x)
         B, N, _ = x.shape
         q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
-        prefix = N - self.grid[0] * self.grid[1]
-        bias = self._decomposed(q, prefix) if self.rel_pos == 'decomposed' else self._bias(q.dtype, q.device, prefix)
-        if attn_mask is not None:
-            bias = bias + attn_mask
+        prefix = N - grid[0] * grid[1]
+        bias = self._decomposed(q, grid, prefix) if self.rel_pos == 'decomposed' else self._bias(q, grid, prefix)
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.attn_drop.p if self.training else 0.)
         x = self.norm(x.transpose(1, 2).reshape(B, N, self.attn_dim))
         return self.proj_drop(self.proj(x))
+
+
+class Block(TimmBlock):
+    """timm's block (same parameters, same names) that passes the token grid to its attention. With ``window``
+    > 0 it attends within non-overlapping windows exactly as detectron2's ViTDet block does
+    (``detectron2/modeling/backbone/vit.py``): ``norm1``, zero-pad the token map to a multiple of the window,
+    attend per window, un-pad, then the residual with per-sample stochastic depth."""
+
+    def __init__(self, dim, num_heads, mlp_ratio, window=0, **kwargs):
+        super().__init__(dim, num_heads, mlp_ratio, attn_layer=Attention, **kwargs)
+        self.window = window
+
+    def forward(self, x, grid=None):
+        shortcut, x = x, self.norm1(x)
+        if self.window:
+            B, _, C = x.shape
+            windows, padded = window_partition(x.view(B, *grid, C), self.window)
+            x = self.attn(windows, (self.window, self.window))
+            x = window_unpartition(x, self.window, padded, grid).view(B, -1, C)
+        else:
+            x = self.attn(x, grid)
+        x = shortcut + self.drop_path1(self.ls1(x))
+        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
 
 
 class VisionTransformer(nn.Module):
@@ -159,14 +187,15 @@ class VisionTransformer(nn.Module):
     ``learnable_pos=False`` keeps the sin-cos table frozen, as in pre-training.
     ``window_size`` > 0 runs every block not in ``global_blocks`` on non-overlapping windows (ViTDet); the cls
     token is then dropped after the position embedding, since a window has no place for it.
-    ``rel_pos`` ('decomposed' or 'bias', see :class:`RelPosAttention`) and ``layer_scale_init`` are what
-    detection and segmentation add to a pre-trained encoder; both start where the block computes what it did.
+    ``rel_pos`` ('decomposed' or 'bias', see :class:`Attention`) and ``layer_scale_init`` are what detection and
+    segmentation add to a pre-trained encoder; both start where the block computes what it did.
+    ``initialize=False`` leaves the weights to a subclass that initialises once when it is complete.
     """
 
     def __init__(self, img_size=224, patch_size=16, in_chans=3, embed_dim=768, depth=12, num_heads=12,
                  mlp_ratio=4.0, num_classes=0, global_pool=False, drop_path_rate=0.0, learnable_pos=False,
                  window_size=0, global_blocks: Sequence[int] = (), norm_eps=1e-6, rel_pos: str = None,
-                 layer_scale_init: float = None):
+                 layer_scale_init: float = None, initialize=True):
         super().__init__()
         norm_layer = partial(nn.LayerNorm, eps=norm_eps)
         self.patch_size, self.embed_dim, self.in_chans = patch_size, embed_dim, in_chans
@@ -178,20 +207,21 @@ class VisionTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(sincos_pos_embed(embed_dim, *self.grid_size), requires_grad=learnable_pos)
         dpr = torch.linspace(0, drop_path_rate, depth).tolist()  # stochastic depth decay rule
+        windows = [window_size if window_size and i not in self.global_blocks else 0 for i in range(depth)]
         self.blocks = nn.ModuleList([
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=dpr[i], norm_layer=norm_layer,
-                  init_values=layer_scale_init) for i in range(depth)])
+            Block(embed_dim, num_heads, mlp_ratio, window=windows[i], qkv_bias=True, drop_path=dpr[i],
+                  norm_layer=norm_layer, init_values=layer_scale_init) for i in range(depth)])
         self.rel_pos = rel_pos
         if rel_pos:
-            for i, blk in enumerate(self.blocks):
-                table_grid = self.block_grid(i, self.grid_size)
-                blk.attn = RelPosAttention(embed_dim, num_heads, rel_pos, table_grid, qkv_bias=True)
+            for blk in self.blocks:
+                blk.attn.add_rel_pos(rel_pos, (blk.window,) * 2 if blk.window else self.grid_size)
         if global_pool:
             self.fc_norm = norm_layer(embed_dim)
         else:
             self.norm = norm_layer(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-        self.initialize_weights()
+        if initialize:
+            self.initialize_weights()
 
     # ---------------------------------------------------------------- init
     def initialize_weights(self):
@@ -225,7 +255,7 @@ class VisionTransformer(nn.Module):
         return resample_pos_table(self.pos_embed, grid_hw)
 
     def embed(self, x: torch.Tensor):
-        """Images [B, C, H, W] -> patch tokens with position [B, L, D], cls token with position [B, 1, D]."""
+        """Images [B, C, H, W] -> patch tokens with position [B, L, D], cls token with position [B, 1, D], grid."""
         grid = (x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size)
         if x.shape[-2] % self.patch_size or x.shape[-1] % self.patch_size:
             raise ValueError(f'input size {tuple(x.shape[-2:])} is not a multiple of the patch size {self.patch_size}')
@@ -235,46 +265,32 @@ class VisionTransformer(nn.Module):
         return tokens, cls, grid
 
     # ---------------------------------------------------------------- trunk
-    def windowed(self, i: int) -> bool:
-        return bool(self.window_size) and i not in self.global_blocks
-
-    def block_grid(self, i: int, grid):
-        """The patch grid block ``i`` attends over: its window, or the whole image."""
-        return (self.window_size,) * 2 if self.windowed(i) else tuple(grid)
-
     def run_blocks(self, x: torch.Tensor, grid, out_blocks: Sequence[int] = ()):
-        """Run all blocks on [B, (1+)L, D] -> the final tokens, and those after each of ``out_blocks`` (in the
-        order asked, an index may repeat)."""
+        """All blocks on [B, (1+)L, D] whose last L tokens lie on ``grid`` -> the final tokens, and those after
+        each of ``out_blocks`` (in the order asked; an index may repeat)."""
         taken = {}
         for i, blk in enumerate(self.blocks):
-            if self.rel_pos:
-                blk.attn.grid = self.block_grid(i, grid)
-            if self.windowed(i):
-                B, _, C = x.shape
-                win, padded = window_partition(x.view(B, *grid, C), self.window_size)
-                x = window_unpartition(blk(win), self.window_size, padded, grid).view(B, -1, C)
-            else:
-                x = blk(x)
+            x = blk(x, grid)
             if i in out_blocks:
                 taken[i] = x
         return x, [taken[i] for i in out_blocks]
 
-    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """Images -> all tokens after the last block, [B, 1+L, D] (normalised unless ``global_pool``)."""
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images -> all tokens after the last block, [B, 1+L, D], normalised unless ``global_pool`` (timm's
+        meaning: ``fc_norm`` comes after pooling)."""
         tokens, cls, grid = self.embed(x)
         x, _ = self.run_blocks(torch.cat([cls, tokens], dim=1), grid)
         return x if self.global_pool else self.norm(x)
 
-    def forward_features(self, x: torch.Tensor, out_blocks: Sequence[int] = None):
-        """Images -> token maps [B, D, H/p, W/p] after each of ``out_blocks`` (default: the last block).
-
-        Detection and segmentation build their pyramids from these; the maps are not normalised.
-        """
-        out_blocks = tuple(out_blocks) if out_blocks is not None else (len(self.blocks) - 1,)
+    def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int] = None):
+        """Images -> token maps [B, D, H/p, W/p] after each block of ``indices`` (default: the last), not
+        normalised: timm's ``forward_intermediates(..., intermediates_only=True)``, except that indices keep
+        the order asked and may repeat. Detection and segmentation build their pyramids from these."""
+        indices = tuple(indices) if indices is not None else (len(self.blocks) - 1,)
         tokens, cls, grid = self.embed(x)
         with_cls = not self.window_size
         x = torch.cat([cls, tokens], dim=1) if with_cls else tokens
-        _, outs = self.run_blocks(x, grid, out_blocks)
+        _, outs = self.run_blocks(x, grid, indices)
         prefix = 1 if with_cls else 0
         return [o[:, prefix:].transpose(1, 2).reshape(o.shape[0], -1, *grid) for o in outs]
 
@@ -286,13 +302,13 @@ class VisionTransformer(nn.Module):
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_tokens(x))
+        return self.forward_head(self.forward_features(x))
 
 
 def vit(arch: str, **kwargs) -> VisionTransformer:
     """Build an encoder by arch name (see ``ARCHS``); keyword arguments override the defaults."""
     if arch not in ARCHS:
-        raise ValueError(f'unknown arch {arch!r}; expected one of {sorted(ARCHS)}')
+        raise ConfigError(f'unknown arch {arch!r}; expected one of {", ".join(ARCHS)}')
     patch, width, depth, heads = ARCHS[arch]
     return VisionTransformer(**{**dict(patch_size=patch, embed_dim=width, depth=depth, num_heads=heads), **kwargs})
 

@@ -58,7 +58,7 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.fixture(scope='session')
 def smoke_all(tiny_checkpoint, tmp_path_factory):
     """``run_transfer.py all --checkpoint final.pth --smoke`` once: {benchmark: record}, records dir, stdout."""
-    from transfer.record import read_records
+    from mae_core.record import read_records
     cwd = tmp_path_factory.mktemp('all')
     records = cwd / 'records'
     proc = run([sys.executable, str(REPO / 'run_transfer.py'), 'all', '--checkpoint', str(tiny_checkpoint[0]),

@@ -81,7 +81,7 @@ def test_round_trips_through_every_converter_give_identical_tensors(full_sd, tmp
     for fmt, name in chain:
         dst = tmp_path / name
         ck.export(src, dst, fmt, arch='vit_tiny_patch16')
-        sd, _, _ = ck.read_checkpoint(dst)
+        sd, _, _, _ = ck.read_checkpoint(dst)
         expect = full_sd if fmt != 'timm' else encoder_part(full_sd)
         assert sd.keys() == expect.keys() and all(torch.equal(sd[k], expect[k]) for k in expect), fmt
         src = dst
@@ -161,9 +161,10 @@ def test_training_checkpoints_are_saved_through_the_atomic_writer(tmp_path, monk
     """mmengine's checkpoint hook writes through the backend named in our default hooks, which is atomic_write
     (whose kill -9 behaviour the test above shows)."""
     from mmengine.fileio import get_file_backend
+    from mae_core import engine
     from mae_core.engine import default_hooks
     written, real = [], ck.atomic_write
-    monkeypatch.setattr(ck, 'atomic_write', lambda path, fn: (written.append(str(path)), real(path, fn)))
+    monkeypatch.setattr(engine, 'atomic_write', lambda path, fn: (written.append(str(path)), real(path, fn)))
     backend = get_file_backend(str(tmp_path), backend_args=default_hooks()['checkpoint']['backend_args'])
     backend.put(b'weights', str(tmp_path / 'iter_50.pth'))
     assert written == [str(tmp_path / 'iter_50.pth')] and (tmp_path / 'iter_50.pth').read_bytes() == b'weights'

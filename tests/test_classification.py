@@ -11,9 +11,10 @@ from PIL import Image
 from conftest import REPO, kill_when, run
 from mae_core.data import imagenet_class_index, smoke_wnids
 from mae_core.vit import vit
-from transfer.datasets import read_split, smoke
-from transfer.engine import LARS, layer_decay_groups
-from transfer.record import read_record
+from transfer.datasets import smoke
+from transfer.datasets.readers import read_split
+from transfer.optim import LARS, layer_decay_groups
+from mae_core.record import read_record
 
 RUN = [sys.executable, str(REPO / 'run_transfer.py')]
 

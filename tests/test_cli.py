@@ -7,7 +7,7 @@ import pytest
 
 from conftest import REPO, run
 from transfer import cli, registry
-from transfer.record import read_record, read_records
+from mae_core.record import read_record, read_records
 
 RUN = [sys.executable, str(REPO / 'run_transfer.py')]
 
@@ -89,7 +89,8 @@ def test_all_ran_every_benchmark_and_a_rerun_skips_them(smoke_all, tiny_checkpoi
 def test_all_goes_on_past_a_failing_benchmark_and_exits_non_zero(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     def broken(bench, cfg, ctx):
         raise RuntimeError('this benchmark is broken')
-    broken_inat = dataclasses.replace(registry.BENCHMARKS['inat2019'], run=broken)
+    monkeypatch.setitem(cli.FAMILIES, 'broken', broken)
+    broken_inat = dataclasses.replace(registry.BENCHMARKS['inat2019'], family='broken')
     monkeypatch.setattr(cli, 'BENCHMARKS', {'inat2019': broken_inat, 'in1k_linprobe': registry.BENCHMARKS['in1k_linprobe']})
     monkeypatch.chdir(tmp_path)
     status = cli.main(['all', '--checkpoint', str(tiny_checkpoint[0]), '--smoke', '--records-dir', str(tmp_path / 'r')])

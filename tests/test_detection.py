@@ -14,8 +14,9 @@ from pycocotools import mask as mask_util
 
 from mae_core.vit import vit
 from transfer import detection as det
+from transfer.datasets import coco
 from transfer.datasets import smoke
-from transfer.record import read_record
+from mae_core.record import read_record
 
 from conftest import REPO, kill_when, run
 
@@ -28,7 +29,7 @@ CFG = ConfigDict(image_size=128, channels=64, jitter=(0.1, 2.0), pyramid='vitdet
 @pytest.fixture(scope='module')
 def coco_val():
     root = smoke.coco()
-    return det.COCODetection(root, 'val', CFG, train=False)
+    return coco.COCODetection(root, 'val', CFG, train=False)
 
 
 def gt_as_detections(ds, shift=0.0):
@@ -78,7 +79,7 @@ def test_labels_map_to_coco_category_ids_and_back(coco_val):
 
 
 def test_crowd_regions_are_ignored_in_training():
-    ds = det.COCODetection(smoke.coco(), 'train', CFG, train=True)
+    ds = coco.COCODetection(smoke.coco(), 'train', CFG, train=True)
     item = ds[(0, 123)]
     anns = ds.coco.loadAnns(ds.coco.getAnnIds(ds.ids[0]))
     assert len(item['targets']['labels']) <= sum(not a['iscrowd'] for a in anns)

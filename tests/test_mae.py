@@ -76,3 +76,15 @@ def test_every_masking_trains_any_number_of_channels(masking):
     loss, pred, mask = model(torch.randn(2, 5, 64, 64), 0.75, seeds=[0, 1])
     loss.backward()
     assert pred.shape == (2, 16, 16 * 16 * 5) and mask.sum() == 2 * 12
+
+
+def test_an_mae_initialises_its_weights_once_when_complete(monkeypatch):
+    """As fb/mae's ``MaskedAutoencoderViT``: one ``initialize_weights`` after encoder and decoder exist (the encoder
+    alone would otherwise initialise first and draw from the generator twice)."""
+    from mae_core.mae import MaskedAutoencoder
+    calls = []
+    real = MaskedAutoencoder.initialize_weights
+    monkeypatch.setattr(MaskedAutoencoder, 'initialize_weights',
+                        lambda self: calls.append(hasattr(self, 'decoder_pred')) or real(self))
+    mae('vit_toy_patch16', img_size=32)
+    assert calls == [True]

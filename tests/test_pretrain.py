@@ -7,7 +7,7 @@ import torch
 
 from conftest import REPO, kill_when, run
 from mae_core.checkpoint import load_encoder
-from transfer.record import read_record
+from mae_core.record import read_record
 
 CONFIG = str(REPO / 'eval_configs/pretrain/mae_tiny_cpu.py')
 SHORT = ['--cfg-options', 'schedule.epochs=4', 'data.generated.per_class=8', 'data.batch_size=16']

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from transfer import record as rl
+from mae_core import record as rl
 
 
 def a_record(**over):
@@ -47,7 +47,7 @@ def test_a_malformed_record_is_one_error_naming_file_and_field(tmp_path, field, 
 
 def test_a_process_killed_mid_write_leaves_no_record_and_no_temp_file(tmp_path):
     script = (
-        'import json, sys, time\nfrom transfer import record as rl\nsys.path.insert(0, "tests")\n'
+        'import json, sys, time\nfrom mae_core import record as rl\nsys.path.insert(0, "tests")\n'
         'from test_records import a_record\n'
         'def slow_dump(obj, f, **kw):\n    f.write("{\\"schema\\": ")\n    f.flush()\n'
         '    print("writing", flush=True)\n    time.sleep(60)\n'

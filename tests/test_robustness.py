@@ -11,14 +11,16 @@ from mmengine.config import ConfigDict
 from conftest import REPO, run
 from mae_core.data import imagenet_class_index, smoke_wnids
 from transfer import robustness as rb
-from transfer.datasets import read_wnid_folders, smoke
-from transfer.record import read_record
+from transfer.datasets import smoke
+from transfer.datasets.readers import (IMAGENET_C_CORRUPTIONS, IMAGENET_C_EXTRAS, SEVERITIES, read_imagenet_c,
+                                       read_wnid_folders, timm_class_subset)
+from mae_core.record import read_record
 
 RUN = [sys.executable, str(REPO / 'run_transfer.py')]
 
 
 def alexnet_table(scale=1.0):
-    return {c: {s: scale * e for s, e in zip(rb.SEVERITIES, errs)} for c, errs in rb.ALEXNET_ERRORS.items()}
+    return {c: {s: scale * e for s, e in zip(SEVERITIES, errs)} for c, errs in rb.ALEXNET_ERRORS.items()}
 
 
 def test_a_model_with_alexnets_errors_scores_mce_100_and_halving_them_scores_50():
@@ -31,7 +33,7 @@ def test_a_model_with_alexnets_errors_scores_mce_100_and_halving_them_scores_50(
 
 def test_extras_are_reported_apart_and_never_enter_mce():
     table = alexnet_table()
-    table['spatter'] = {s: 0.0 for s in rb.SEVERITIES}
+    table['spatter'] = {s: 0.0 for s in SEVERITIES}
     out = rb.corruption_errors(table)
     assert out['mCE'] == pytest.approx(100.0) and out['CE.spatter'] == 0.0 and out['extras_mean_error'] == 0.0
 
@@ -56,7 +58,7 @@ class FixedLogits(torch.nn.Module):
 
 
 def test_the_200_class_masking_scores_the_right_logits(tmp_path):
-    subset = rb.class_subset('imagenet_r')
+    subset = timm_class_subset('imagenet_r')
     assert len(subset) == 200 and subset == sorted(subset)
     wnid = smoke_wnids()[0]
     index = imagenet_class_index()[wnid]
@@ -82,7 +84,7 @@ def test_batched_tensor_decoding_matches_the_pil_path():
 
 def test_generated_sets_in_the_released_layouts():
     root = smoke.imagenet_c()
-    folders, missing = rb.imagenet_c_folders(root, extras=True, partial=False)
+    folders, missing = read_imagenet_c(root, extras=True, partial=False)
     assert len(folders) == 19 * 5 and not missing
     split = read_wnid_folders(root / 'frost' / '3')
     assert {y for _, y in split.samples} == {imagenet_class_index()[w] for w in smoke_wnids()}
@@ -95,7 +97,7 @@ def test_a_missing_corruption_folder_is_one_clear_error_unless_partial(tmp_path,
     shutil.copytree(smoke.imagenet_c(), root)
     shutil.rmtree(root / 'fog' / '4')
     with pytest.raises(FileNotFoundError, match='missing 1 of 75 corruption/severity folders: fog/4'):
-        rb.imagenet_c_folders(root, extras=False, partial=False)
+        read_imagenet_c(root, extras=False, partial=False)
     base = RUN + ['imagenet_c', '--checkpoint', str(tiny_checkpoint[0]), '--data-root', str(root), '--config',
                   str(REPO / 'eval_configs/imagenet_c_smoke.py'), '--records-dir', str(tmp_path / 'r')]
     proc = run(base, cwd=tmp_path, check=False)
@@ -107,7 +109,8 @@ def test_smoke_runs_write_records_with_the_full_table(smoke_all):
     records = smoke_all[0]
     c = records['imagenet_c']
     assert len([k for k in c['metrics'] if k.startswith('error.')]) == 19 * 5
-    assert 0 < c['metrics']['mCE'] < 100 and c['data']['num_images'] == 19 * 5 * 20
+    assert 0 < c['metrics']['mCE'] < 100
+    assert c['data']['num_images'] == 15 * 5 * 20 and c['data']['extra_images'] == 4 * 5 * 20  # extras apart
     assert c['settings']['preprocess'] == 'resize_crop'
     finetuned = records['in1k_finetune']['model']['finetuned_checkpoint']
     for name in ('imagenet_c', 'imagenet_a', 'imagenet_r', 'imagenet_sketch'):
@@ -131,9 +134,8 @@ def test_partial_run_is_marked_partial(tmp_path, smoke_all):
 def test_generated_corruptions_are_the_same_for_the_same_draw():
     """Every one of the 19 corruptions, the two with their own generators included, repeats exactly."""
     from transfer.datasets.smoke import corrupted
-    from transfer.robustness import CORRUPTIONS, EXTRA_ALEXNET_MEAN
     img = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    for name in CORRUPTIONS + tuple(EXTRA_ALEXNET_MEAN):
+    for name in IMAGENET_C_CORRUPTIONS + IMAGENET_C_EXTRAS:
         a, b, other = corrupted(img, name, 3, 7), corrupted(img, name, 3, 7), corrupted(img, name, 3, 8)
         assert np.array_equal(a, b), name
         if 'noise' in name or name == 'glass_blur':

@@ -6,6 +6,7 @@ import torch
 
 from mae_core.vit import vit
 from transfer import segmentation as seg
+from transfer.datasets import ade20k as ade
 from transfer.datasets import smoke
 
 
@@ -71,11 +72,11 @@ def test_the_pyramid_has_strides_4_to_32_at_512():
 
 
 def test_the_reader_and_reduce_zero_label():
-    pairs = seg.read_ade(smoke.ade20k(), 'val')
+    pairs = ade.read_ade(smoke.ade20k(), 'val')
     assert len(pairs) == 8 and all(i.stem == l.stem for i, l in pairs)
-    assert seg.reduce_zero_label(np.array([0, 1, 150], np.uint8)).tolist() == [255, 0, 149]
+    assert ade.reduce_zero_label(np.array([0, 1, 150], np.uint8)).tolist() == [255, 0, 149]
     with pytest.raises(FileNotFoundError, match='ADEChallengeData2016'):
-        seg.read_ade('/nonexistent', 'train')
+        ade.read_ade('/nonexistent', 'train')
 
 
 def test_smoke_run_lowers_its_loss_and_writes_a_record(smoke_all):
@@ -93,7 +94,7 @@ def test_smoke_run_lowers_its_loss_and_writes_a_record(smoke_all):
 def test_eval_only_on_the_trained_model_reproduces_its_metrics(smoke_all, tmp_path):
     import sys
     from conftest import REPO, run
-    from transfer.record import read_record
+    from mae_core.record import read_record
     rec = smoke_all[0]['ade20k_upernet']
     out = run([sys.executable, str(REPO / 'run_transfer.py'), 'ade20k_upernet', '--eval-only', '--smoke', '--checkpoint',
                rec['model']['finetuned_checkpoint'], '--records-dir', str(tmp_path / 'r')], cwd=tmp_path)

@@ -18,13 +18,13 @@ def test_features_equal_timm_vit_base_given_the_same_weights(global_pool):
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         assert torch.allclose(ours(x), theirs(x), atol=1e-5)
-        assert torch.allclose(ours.forward_head(ours.forward_tokens(x), pre_logits=True),
+        assert torch.allclose(ours.forward_head(ours.forward_features(x), pre_logits=True),
                               theirs.forward_head(theirs.forward_features(x), pre_logits=True), atol=1e-5)
 
 
 def test_any_input_size_that_is_a_multiple_of_the_patch():
     model = vit('vit_toy_patch16', img_size=224).eval()
-    maps = model.forward_features(torch.randn(1, 3, 96, 160), out_blocks=(0, 1))
+    maps = model.forward_intermediates(torch.randn(1, 3, 96, 160), (0, 1))
     assert [m.shape for m in maps] == [torch.Size([1, 64, 6, 10])] * 2
     with pytest.raises(ValueError, match='multiple of the patch size'):
         model(torch.randn(1, 3, 100, 96))
@@ -67,7 +67,7 @@ def test_a_window_covering_the_whole_grid_is_global_attention_without_cls():
     with torch.no_grad():
         tokens, _, grid = plain.embed(x)
         out, _ = plain.run_blocks(tokens, grid)  # patch tokens only, every block global
-        maps = windowed.forward_features(x)[0]
+        maps = windowed.forward_intermediates(x)[0]
     assert torch.allclose(maps, out.transpose(1, 2).reshape(2, 64, 4, 4), atol=1e-6)
 
 
@@ -89,7 +89,6 @@ def test_decomposed_relative_position_is_vitdet_formula():
     attn = model.blocks[0].attn
     attn.rel_pos_h.data.normal_(), attn.rel_pos_w.data.normal_()
     h = w = 3
-    attn.grid = (h, w)
     x = torch.randn(2, 1 + h * w, 64)  # with a cls token, which gets no term
 
     def term(i, j, qi):
@@ -99,7 +98,7 @@ def test_decomposed_relative_position_is_vitdet_formula():
         return qi @ attn.rel_pos_h[yi - yj + h - 1] + qi @ attn.rel_pos_w[xi - xj + w - 1]
 
     with torch.no_grad():
-        assert torch.allclose(attn(x), _logits_with_rel_pos(attn, x, (h, w), term), atol=1e-5)
+        assert torch.allclose(attn(x, (h, w)), _logits_with_rel_pos(attn, x, (h, w), term), atol=1e-5)
 
 
 def test_relative_position_bias_is_beit_formula_with_cls_entries():
@@ -123,7 +122,7 @@ def test_relative_position_bias_is_beit_formula_with_cls_entries():
         return table[(yi - yj + h - 1) * (2 * w - 1) + xi - xj + w - 1]
 
     with torch.no_grad():
-        assert torch.allclose(attn(x), _logits_with_rel_pos(attn, x, (h, w), term), atol=1e-5)
+        assert torch.allclose(attn(x, (h, w)), _logits_with_rel_pos(attn, x, (h, w), term), atol=1e-5)
 
 
 @pytest.mark.parametrize('rel_pos, window', [('decomposed', 2), ('bias', 0)])
@@ -140,9 +139,38 @@ def test_added_relative_position_and_layer_scale_start_neutral(rel_pos, window):
     with torch.no_grad():
         for size in (64, 96):
             x = torch.randn(1, 3, size, size)
-            assert torch.allclose(plain.forward_features(x, (0, 1))[1], added.forward_features(x, (0, 1))[1], atol=1e-5)
+            assert torch.allclose(plain.forward_intermediates(x, (0, 1))[1], added.forward_intermediates(x, (0, 1))[1], atol=1e-5)
         for name in ('rel_pos_h', 'rel_pos_w', 'relative_position_bias_table'):
             if hasattr(added.blocks[1].attn, name):
                 getattr(added.blocks[1].attn, name).data.normal_()
         x = torch.randn(1, 3, 96, 96)  # a table made for 4x4 patches, resampled for 6x6
-        assert not torch.allclose(plain.forward_features(x)[0], added.forward_features(x)[0], atol=1e-3)
+        assert not torch.allclose(plain.forward_intermediates(x)[0], added.forward_intermediates(x)[0], atol=1e-3)
+
+
+def test_a_window_block_with_padding_is_detectron2s_vitdet_block():
+    """detectron2 ``modeling/backbone/vit.py`` (commit 0818132a) ``Block.forward`` on a 64 x 64 patch map with
+    window 14 (1024 px, as ViTDet on COCO), written out here step by step: shortcut; ``norm1``; zero-pad the
+    [B, H, W, C] map to a multiple of the window (``utils.window_partition``); attention per window; un-pad
+    (``window_unpartition``); ``shortcut + drop_path(x)``; ``x + drop_path(mlp(norm2(x)))``."""
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    blk = vit('vit_toy_patch16', img_size=1024, window_size=14, global_blocks=(1,)).blocks[0].eval()
+    blk.norm1.bias.data.normal_()  # so that padding before norm1 (the old order) would show
+    B, H, W, C, ws, heads = 2, 64, 64, 64, 14, 4
+    x = torch.randn(B, H, W, C)
+    with torch.no_grad():
+        y = F.layer_norm(x, (C,), blk.norm1.weight, blk.norm1.bias, 1e-6)
+        Hp, Wp = -(-H // ws) * ws, -(-W // ws) * ws
+        y = F.pad(y, (0, 0, 0, Wp - W, 0, Hp - H))
+        win = y.view(B, Hp // ws, ws, Wp // ws, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, C)
+        q, k, v = F.linear(win, blk.attn.qkv.weight, blk.attn.qkv.bias).view(-1, ws * ws, 3, heads, C // heads) \
+            .permute(2, 0, 3, 1, 4)
+        attn = ((q * (C // heads) ** -0.5) @ k.transpose(-2, -1)).softmax(-1)
+        out = F.linear((attn @ v).transpose(1, 2).reshape(-1, ws * ws, C), blk.attn.proj.weight, blk.attn.proj.bias)
+        out = out.view(B, Hp // ws, Wp // ws, ws, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, C)[:, :H, :W]
+        x1 = x + out
+        hidden = F.gelu(F.linear(F.layer_norm(x1, (C,), blk.norm2.weight, blk.norm2.bias, 1e-6),
+                                 blk.mlp.fc1.weight, blk.mlp.fc1.bias))
+        reference = x1 + F.linear(hidden, blk.mlp.fc2.weight, blk.mlp.fc2.bias)
+        ours = blk(x.view(B, H * W, C), (H, W)).view(B, H, W, C)
+    assert (ours - reference).abs().max() <= 1e-5 * reference.abs().max()

@@ -7,25 +7,24 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from mmengine.evaluator import Evaluator
+from mmengine.evaluator import BaseMetric, Evaluator
 from mmengine.model import BaseModel
+from PIL import Image
 from timm.data import Mixup, create_transform
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from torchvision import transforms as T
 
-from mae_core import engine as core
-from mae_core.checkpoint import build_encoder, save_ours
+from mae_core import engine
 from mae_core.data import IMAGENET_MEAN, IMAGENET_STD
-from mae_core.pretrain import build_schedulers, precision_is_bf16
+from mae_core.errors import ConfigError
+from mae_core.seeding import seeded_draws
 
-from . import engine
-from .datasets import ClassificationDataset, read_split
-from .errors import UsageError
+from . import optim
+from .datasets.readers import read_split
+from .datasets.torch_dataset import ClassificationDataset
+from .task import Outcome, TrainPlan, execute
 
 PROTOCOLS = ('finetune', 'linprobe', 'partial')
-# the published val sets: a run on fewer images is recorded as a partial subset, never as comparable
-FULL_VAL_SIZES = {'imagenet': 50000, 'inat2017': 95986, 'inat2018': 24426, 'inat2019': 3030,
-                  'places205': 20500, 'places365': 36500}
 
 
 class Classifier(BaseModel):
@@ -39,14 +38,14 @@ class Classifier(BaseModel):
 
     def forward(self, inputs, labels=None, seeds=None, data_samples=None, mode='tensor'):
         if mode == 'loss':
-            with core.seeded_draws(int(seeds.sum()) % (2 ** 62)):
+            with seeded_draws(int(seeds.sum()) % (2 ** 62)):
                 targets = labels
                 if self.mixup is not None:
                     inputs, targets = self.mixup(inputs, labels)
-                with core.autocast_context(inputs.device.type, self.bf16):
+                with engine.autocast_context(inputs.device.type, self.bf16):
                     logits = self.vit(inputs)
             return dict(loss=self.criterion(logits.float(), targets))
-        with core.autocast_context(inputs.device.type, self.bf16):
+        with engine.autocast_context(inputs.device.type, self.bf16):
             logits = self.vit(inputs).float()
         return logits if mode == 'tensor' else list(zip(logits, labels))
 
@@ -76,39 +75,30 @@ def set_trainable(vit, protocol: str, k: int = 0):
             p.requires_grad = name.startswith('head.')
         elif protocol == 'partial':
             if not 0 <= k <= depth:
-                raise UsageError(f'partial fine-tuning: k={k} must lie in 0..{depth} for this {depth}-block encoder')
+                raise ConfigError(f'partial fine-tuning: k={k} must lie in 0..{depth} for this {depth}-block encoder')
             block = int(name.split('.')[1]) if name.startswith('blocks.') else None
             p.requires_grad = name.startswith(('head.', 'fc_norm.', 'norm.')) or (
                 block is not None and block >= depth - k)
         else:
-            raise UsageError(f'protocol must be one of {PROTOCOLS}, got {protocol!r}')
+            raise ConfigError(f'protocol must be one of {PROTOCOLS}, got {protocol!r}')
     return [n for n, p in vit.named_parameters() if p.requires_grad]
 
 
 def build_model(cfg, ctx, num_classes):
     """The encoder from the user's checkpoint, with the protocol's pooling, head and frozen parts."""
-    global_pool = cfg.protocol != 'linprobe'
     if ctx.eval_only:
-        vit, info = build_encoder(ctx.checkpoint, ctx.arch, ctx.allow_pickle, keep_head=True,
-                                  img_size=cfg.img_size, learnable_pos=True)
+        vit = ctx.encoder.build(keep_head=True, img_size=cfg.img_size, learnable_pos=True)
         if vit.num_classes != num_classes:
-            raise UsageError(f'{ctx.checkpoint}: --eval-only needs a classifier with {num_classes} outputs; the '
-                             f'file has {vit.num_classes} (key head.weight)')
-        return vit, info
-    vit, info = build_encoder(ctx.checkpoint, ctx.arch, ctx.allow_pickle, img_size=cfg.img_size,
-                              num_classes=num_classes, global_pool=global_pool, learnable_pos=True,
-                              drop_path_rate=cfg.drop_path if cfg.protocol != 'linprobe' else 0.0)
+            raise ConfigError(f'{ctx.encoder.path}: --eval-only needs a classifier with {num_classes} outputs; the '
+                              f'file has {vit.num_classes} (key head.weight)')
+        return vit
+    vit = ctx.encoder.build(img_size=cfg.img_size, num_classes=num_classes, global_pool=cfg.protocol != 'linprobe',
+                            learnable_pos=True, drop_path_rate=cfg.drop_path if cfg.protocol != 'linprobe' else 0.0)
     if cfg.protocol == 'linprobe':
         nn.init.trunc_normal_(vit.head.weight, std=0.01)
         vit.head = nn.Sequential(nn.BatchNorm1d(vit.embed_dim, affine=False, eps=1e-6), vit.head)
     set_trainable(vit, cfg.protocol, cfg.get('k', 0))
-    return vit, info
-
-
-def loaders(cfg, train, val):
-    val_ds = ClassificationDataset(val.samples, eval_transform(cfg.img_size, cfg.aug.crop_pct))
-    train_ds = None if train is None else ClassificationDataset(train.samples, train_transform(cfg))
-    return engine.make_loaders(cfg, train_ds, val_ds, cfg.eval_batch_size, source=train and train.root)
+    return vit
 
 
 def mixup_and_loss(cfg, num_classes):
@@ -123,7 +113,6 @@ def mixup_and_loss(cfg, num_classes):
 
 def drop_unreadable(split):
     """The opt-in ``skip_bad_images``: check every file first, drop the ones PIL cannot read -> the count."""
-    from PIL import Image
     good = []
     for path, label in split.samples:
         try:
@@ -136,51 +125,64 @@ def drop_unreadable(split):
     return skipped
 
 
-def data_section(cfg, ctx, val, n_images, skipped=0):
-    name = cfg.dataset.name
-    full = FULL_VAL_SIZES.get(name)
-    subset = 'smoke' if ctx.smoke else ('full' if n_images == full else 'partial')
-    section = dict(dataset=name, split='val', subset=subset, num_images=int(n_images), root=str(val.root))
-    if cfg.get('skip_bad_images'):
-        section['skipped_images'] = skipped
-    return section
+class TopKAccuracy(BaseMetric):
+    """Top-1 / top-5 accuracy in percent over the whole val set (mmengine gathers every rank's results and
+    drops the sampler's padding)."""
+    default_prefix = ''
+
+    def __init__(self, topk=(1, 5), **kwargs):
+        super().__init__(**kwargs)
+        self.topk = topk
+
+    def process(self, data_batch, data_samples):
+        for logits, label in data_samples:
+            k = min(max(self.topk), logits.shape[-1])
+            self.results.append((logits.float().topk(k).indices.cpu(), int(label)))
+
+    def compute_metrics(self, results):
+        preds = torch.stack([r[0] for r in results])
+        labels = torch.tensor([r[1] for r in results])
+        hits = preds == labels[:, None]
+        out = {f'top{k}': 100.0 * hits[:, :k].any(dim=1).float().mean().item() for k in self.topk}
+        out['num_images'] = len(results)
+        return out
 
 
-def run(bench, cfg, ctx) -> engine.Outcome:
-    """Train (unless ``--eval-only``) and evaluate; rank 0 saves the fine-tuned model in our format."""
+def run(bench, cfg, ctx) -> Outcome:
+    """Train (unless ``--eval-only``) and evaluate; rank 0 saves a fine-tuned model (not a linear probe)."""
     if cfg.protocol not in PROTOCOLS:
-        raise UsageError(f'{bench.config}: protocol must be one of {PROTOCOLS}, got {cfg.protocol!r}')
+        raise ConfigError(f'{bench.config}: protocol must be one of {PROTOCOLS}, got {cfg.protocol!r}')
     val = read_split(cfg.dataset, cfg.dataset.val_split)
     train = None if ctx.eval_only else read_split(cfg.dataset, cfg.dataset.train_split)
     num_classes = val.num_classes
     skipped = sum(drop_unreadable(s) for s in (train, val) if s is not None) if cfg.get('skip_bad_images') else 0
     torch.manual_seed(cfg.seed)
-    vit, info = build_model(cfg, ctx, num_classes)
-    bf16 = precision_is_bf16(cfg.precision)
+    vit = build_model(cfg, ctx, num_classes)
+    bf16 = engine.precision_is_bf16(cfg.precision)
     mixup, criterion = mixup_and_loss(cfg, num_classes)
-    train_loader, val_loader = loaders(cfg, train, val)
-    kwargs = engine.runner_kwargs(ctx.work_dir, ctx.launcher, cfg.seed, ctx.resume, name=bench.name,
-                                  log_interval=cfg.get('log_interval', 10))
-    model = Classifier(vit, mixup, criterion, bf16)
-    train_args = {}
-    if not ctx.eval_only:
-        lr = engine.scaled_lr(cfg.optim.blr, cfg.batch_size, cfg.get('accum_iter', 1))
-        train_args = dict(train_cfg=dict(by_epoch=True, max_epochs=cfg.epochs, val_interval=cfg.epochs),
-                          optim_wrapper=engine.build_optim_wrapper(vit, cfg.optim, lr, cfg.get('accum_iter', 1)),
-                          param_scheduler=build_schedulers(cfg.epochs, cfg.warmup_epochs))
-    results = engine.train_or_evaluate(model, train_loader, val_loader, Evaluator(engine.TopKAccuracy()), kwargs,
-                                       ctx.eval_only, **train_args)
-    metrics = {k: float(v) for k, v in results.items() if k in ('top1', 'top5')}
-    n_images = int(results['num_images'])
+    val_ds = ClassificationDataset(val.samples, eval_transform(cfg.img_size, cfg.aug.crop_pct))
+    plan = TrainPlan(Classifier(vit, mixup, criterion, bf16),
+                     engine.val_loader(val_ds, cfg.eval_batch_size, cfg.num_workers), Evaluator(TopKAccuracy()))
+    accum = cfg.get('accum_iter', 1)
+    if train is not None:
+        train_ds = ClassificationDataset(train.samples, train_transform(cfg))
+        plan.train_loader = engine.train_loader(train_ds, cfg.batch_size, cfg.num_workers, cfg.seed,
+                                                source=str(train.root))
+        lr = optim.scaled_lr(cfg.optim.blr, cfg.batch_size, accum)
+        plan.train_args = dict(train_cfg=dict(by_epoch=True, max_epochs=cfg.epochs, val_interval=cfg.epochs),
+                               optim_wrapper=optim.build_optim_wrapper(vit, cfg.optim, lr, accum),
+                               param_scheduler=engine.build_schedulers(cfg.epochs, cfg.warmup_epochs))
+        if cfg.protocol != 'linprobe':
+            plan.save_as, plan.save_module = 'finetuned.pth', vit
+            plan.save_meta = dict(num_classes=num_classes, global_pool=vit.global_pool, img_size=cfg.img_size,
+                                  finetuned=dict(benchmark=bench.name, protocol=cfg.protocol, k=cfg.get('k')))
+    results, extra = execute(bench.name, cfg, ctx, plan)
     settings = dict(protocol=cfg.protocol, img_size=cfg.img_size, recipe=cfg.recipe, epochs=cfg.epochs,
                     precision='bf16' if bf16 else 'fp32', eval_crop_pct=cfg.aug.crop_pct,
-                    total_batch=cfg.batch_size * core.world_size() * cfg.get('accum_iter', 1))
+                    total_batch=cfg.batch_size * engine.world_size() * accum)
     if cfg.protocol == 'partial':
         settings['k'] = cfg.k
-    extra = dict(work_dir=ctx.work_dir)
-    if not ctx.eval_only and core.is_main_process() and cfg.protocol != 'linprobe':
-        meta = dict(arch=info['arch'], num_classes=num_classes, global_pool=vit.global_pool, img_size=cfg.img_size,
-                    finetuned=dict(benchmark=bench.name, protocol=cfg.protocol, k=cfg.get('k')),
-                    pretrain=info['meta'])
-        extra['finetuned_checkpoint'] = str(save_ours(Path(ctx.work_dir) / 'finetuned.pth', vit.state_dict(), meta))
-    return engine.Outcome(metrics, settings, data_section(cfg, ctx, val, n_images, skipped), extra)
+    data = dict(dataset=cfg.dataset.name, split='val', num_images=int(results['num_images']), root=str(val.root))
+    if cfg.get('skip_bad_images'):
+        data['skipped_images'] = skipped
+    return Outcome({k: float(results[k]) for k in ('top1', 'top5')}, settings, data, extra)

@@ -8,38 +8,30 @@
 
 Bad input (unknown benchmark, missing checkpoint or data root, unreadable config, unknown --cfg-options key)
 is one line on standard error and exit code 2, with nothing written. A record is written only when a run
-finishes, by rank 0, and its path is the last line of standard output."""
+finishes, by rank 0, and its path is the last line of standard output.
+
+This is where a run is put together: inputs are checked, the checkpoint is read once, the benchmarks a run
+needs first are found or run, and the family's ``run`` gets everything in a :class:`transfer.task.RunContext`."""
 import argparse
-import re
 import sys
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 
-from mae_core import engine as core
-from mae_core.checkpoint import CheckpointError, file_sha256, load_encoder
-from mae_core.cli import load_config
-from mae_core.data import UnreadableImage
+import torch
 
-from . import record as rec_lib
-from .errors import DataError, UsageError
+from mae_core import engine
+from mae_core.checkpoint import open_checkpoint
+from mae_core.config import load_config
+from mae_core.errors import UsageError, UserError, entry_point
+from mae_core.record import config_hash, make_record, read_record, read_records, write_record
+
+from . import classification, detection, robustness, segmentation
 from .registry import BENCHMARKS
+from .task import RunContext
 
-
-@dataclass
-class RunContext:
-    checkpoint: str
-    arch: str
-    allow_pickle: bool
-    smoke: bool
-    work_dir: str
-    resume: bool
-    eval_only: bool
-    launcher: str
-    records_dir: str
-    info: dict
-    sha256: str
+FAMILIES = {'classification': classification.run, 'robustness': robustness.run, 'detection': detection.run,
+            'segmentation': segmentation.run}
 
 
 def parser():
@@ -52,7 +44,7 @@ def parser():
     p.add_argument('--work-dir', help='default: work_dirs/<benchmark>/<checkpoint sha>-<config hash>')
     p.add_argument('--resume', action='store_true', help='continue from the last checkpoint in the work dir')
     p.add_argument('--eval-only', action='store_true', help='evaluate an already fine-tuned checkpoint')
-    p.add_argument('--launcher', default='none', choices=core.LAUNCHERS)
+    p.add_argument('--launcher', default='none', choices=engine.LAUNCHERS)
     p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE')
     p.add_argument('--config', help='another config for the benchmark (e.g. eval_configs/in1k_finetune_448.py)')
     p.add_argument('--arch', help='the encoder arch, for checkpoints of non-standard size')
@@ -62,72 +54,93 @@ def parser():
     return p
 
 
-def resolve(bench_name, args):
-    """Check every input and resolve the config -> (bench, cfg, ctx); raises UsageError, writes nothing."""
-    if bench_name not in BENCHMARKS:
-        raise UsageError(f'unknown benchmark {bench_name!r}; registered: {", ".join(BENCHMARKS)} (or list, all)')
-    bench = BENCHMARKS[bench_name]
+def open_user_checkpoint(args):
     if not args.checkpoint:
         raise UsageError('--checkpoint is required')
     if not Path(args.checkpoint).exists():
         raise UsageError(f'--checkpoint {args.checkpoint}: no such file or folder')
+    return open_checkpoint(args.checkpoint, args.arch, args.allow_pickle)
+
+
+def resolve(bench_name, args, encoder=None):
+    """Check every input and resolve the config -> (bench, cfg, ctx). Raises a UserError and writes nothing
+    (generated smoke data aside, which goes to the cache). ``encoder``: the checkpoint already read."""
+    if bench_name not in BENCHMARKS:
+        raise UsageError(f'unknown benchmark {bench_name!r}; registered: {", ".join(BENCHMARKS)} (or list, all)')
+    bench = BENCHMARKS[bench_name]
+    if args.data_root and args.smoke:
+        raise UsageError(f'--smoke runs on generated data, so --data-root {args.data_root} would be ignored: '
+                         'pass one of them')
     if args.data_root and not Path(args.data_root).is_dir():
         raise UsageError(f'--data-root {args.data_root}: no such folder (expected the {bench.dataset} root)')
     config = Path(args.config) if args.config else (bench.smoke_config if args.smoke else bench.config)
-    try:
-        cfg = load_config(config, args.cfg_options)
-    except SystemExit:
-        raise UsageError('') from None  # load_config already printed the reason
-    try:
-        sd, info = load_encoder(args.checkpoint, args.arch, keep_head=True, allow_pickle=args.allow_pickle)
-    except CheckpointError as e:
-        raise UsageError(str(e)) from None
-    for key, value in cfg.get('arch_overrides', {}).get(info['arch'], {}).items():
+    cfg = load_config(config, args.cfg_options)
+    encoder = encoder or open_user_checkpoint(args)
+    for key, value in cfg.get('arch_overrides', {}).get(encoder.arch, {}).items():
         if key not in [o.partition('=')[0] for o in args.cfg_options]:  # the user's own options win
             cfg.merge_from_dict({key: value})
     if 'dataset' in cfg:
         if args.data_root:
             cfg.dataset.root = str(Path(args.data_root).resolve())
-        elif not args.smoke and not cfg.dataset.get('root'):
+        elif args.smoke:
+            cfg.dataset.root = str(bench.smoke_data(cfg.dataset))
+        elif not cfg.dataset.get('root'):
             raise UsageError(f'{bench_name}: no data root: pass --data-root (the {bench.dataset} root in its '
                              f'published layout) or --smoke for generated data')
-    sha = file_sha256(args.checkpoint)
-    resolved = cfg.to_dict()
-    work_dir = args.work_dir or str(Path('work_dirs') / bench_name /
-                                    f'{sha[:10]}-{rec_lib.config_hash(resolved)[:10]}{"-smoke" if args.smoke else ""}')
-    ctx = RunContext(str(Path(args.checkpoint).resolve()), info['arch'], args.allow_pickle, args.smoke,
-                     str(Path(work_dir).resolve()),
-                     args.resume, args.eval_only, args.launcher, args.records_dir, info, sha)
+    work_dir = args.work_dir or str(Path('work_dirs') / bench_name / f'{encoder.sha256[:10]}-'
+                                    f'{config_hash(cfg.to_dict())[:10]}{"-smoke" if args.smoke else ""}')
+    ctx = RunContext(encoder, args.smoke, str(Path(work_dir).resolve()), args.resume, args.eval_only, args.launcher)
     return bench, cfg, ctx
 
 
-def run_one(bench, cfg, ctx):
+def trained_model(bench, ctx, args):
+    """A benchmark that ``requires`` another (robustness: an IN-1K fine-tuned classifier) evaluates the model
+    that the newest finished record of that benchmark saved for the same checkpoint; a checkpoint that already
+    has a classifier head is that model itself. Under --smoke a missing prerequisite is run first."""
+    if not bench.requires or ctx.encoder.info['has_head']:
+        return ctx.encoder
+    needed = bench.requires[0]
+
+    def newest():
+        runs = [r for r in read_records(args.records_dir) if r['benchmark'] == needed and r['status'] == 'finished'
+                and r['model']['sha256'] == ctx.encoder.sha256 and (r['data']['subset'] == 'smoke') == ctx.smoke
+                and Path(r['model'].get('finetuned_checkpoint', '')).is_file()]
+        return runs[-1]['model']['finetuned_checkpoint'] if runs else None
+    path = newest()
+    if path is None and ctx.smoke:
+        args_needed = argparse.Namespace(**{**vars(args), 'config': None, 'cfg_options': [], 'work_dir': None,
+                                            'eval_only': False, 'resume': False})
+        run_one(*resolve(needed, args_needed, ctx.encoder), args)
+        engine.barrier()  # rank 0 writes the record and the trained model
+        path = newest()
+    if path is None:
+        raise UsageError(f'{ctx.encoder.path} has no classifier head and no finished {needed} record in '
+                         f'{args.records_dir}: run {needed} on it first (run_transfer.py all does) or pass '
+                         'an ImageNet-1K fine-tuned checkpoint')
+    return open_checkpoint(path)
+
+
+def run_one(bench, cfg, ctx, args):
     """Run a resolved benchmark; rank 0 writes the record and returns its path (None on other ranks)."""
     start = time.time()
-    if ctx.smoke and 'dataset' in cfg:
-        cfg.dataset.root = str(bench.smoke_data(cfg.dataset))
-    outcome = bench.run(bench, cfg, ctx)
-    if not core.is_main_process():
+    if bench.requires:
+        ctx.classifier = trained_model(bench, ctx, args)
+    outcome = FAMILIES[bench.family](bench, cfg, ctx)
+    if not engine.is_main_process():
         return None
-    import torch
-    model = dict(arch=ctx.arch, checkpoint=ctx.checkpoint, sha256=ctx.sha256, format=ctx.info['format'],
-                 pretrain=ctx.info['meta'].get('pretrain', ctx.info['meta']), **outcome.model)
-    record = rec_lib.make_record(
+    enc = ctx.encoder
+    model = dict(arch=enc.arch, checkpoint=enc.path, sha256=enc.sha256, format=enc.info['format'],
+                 pretrain=enc.meta.get('pretrain', enc.meta), **outcome.model)
+    data = dict(outcome.data, subset=bench.subset(outcome.data['num_images'], ctx.smoke, outcome.incomplete))
+    record = make_record(
         benchmark=bench.name, family=bench.family, metrics=outcome.metrics, headline=bench.headline, model=model,
-        config=cfg.to_dict(), settings=outcome.settings, data=outcome.data, start=start, end=time.time(),
-        world_size=core.world_size(), on_gpu=torch.cuda.is_available())
-    return rec_lib.write_record(ctx.records_dir, record)
-
-
-def one_line(e: Exception) -> str:
-    """The message of an input error; one raised in a DataLoader worker arrives with the worker's traceback,
-    whose last line is the original ``module.Class: message``."""
-    last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-    return re.sub(r'^[\w.]+: ', '', last) if len(str(e).strip().splitlines()) > 1 else last
+        config=cfg.to_dict(), settings=outcome.settings, data=data, start=start, end=time.time(),
+        world_size=engine.world_size(), on_gpu=torch.cuda.is_available())
+    return write_record(args.records_dir, record)
 
 
 def finished_record(records_dir, bench_name, sha, cfg_hash):
-    for r in rec_lib.read_records(records_dir):
+    for r in read_records(records_dir):
         if (r['benchmark'] == bench_name and r['status'] == 'finished' and r['model']['sha256'] == sha
                 and r['config_hash'] == cfg_hash):
             return r
@@ -135,31 +148,32 @@ def finished_record(records_dir, bench_name, sha, cfg_hash):
 
 
 def run_all(args):
-    """Every registered benchmark in turn; goes on past failures; a summary table; non-zero if any failed."""
+    """Every registered benchmark in turn (prerequisites come first in the registry's order); goes on past
+    failures; a summary table; non-zero if any failed. The checkpoint is read once for all of them."""
+    encoder = open_user_checkpoint(args)
     rows, failed = [], False
     for name in BENCHMARKS:
         t0 = time.time()
         try:
-            bench, cfg, ctx = resolve(name, args)
-            if args.smoke and 'dataset' in cfg:  # the record's config holds the generated root
-                cfg.dataset.root = str(bench.smoke_data(cfg.dataset))
-            done = None if args.force else finished_record(args.records_dir, name, ctx.sha256,
-                                                           rec_lib.config_hash(cfg.to_dict()))
+            bench, cfg, ctx = resolve(name, args, encoder)
+            done = None if args.force else finished_record(args.records_dir, name, encoder.sha256,
+                                                           config_hash(cfg.to_dict()))
             if done:
                 rows.append((name, 'skipped (done)', f'{done["headline"]} {done["metrics"][done["headline"]]:.2f}', 0.0))
                 continue
-            path = run_one(bench, cfg, ctx)
-            r = rec_lib.read_record(path) if path else None
-            rows.append((name, 'finished', f'{r["headline"]} {r["metrics"][r["headline"]]:.2f}' if r else '', time.time() - t0))
-        except (UsageError, FileNotFoundError, DataError, CheckpointError, UnreadableImage) as e:
+            path = run_one(bench, cfg, ctx, args)
+            r = read_record(path) if path else None
+            rows.append((name, 'finished', f'{r["headline"]} {r["metrics"][r["headline"]]:.2f}' if r else '',
+                         time.time() - t0))
+        except UserError as e:
             failed = True
-            print(f'error: {name}: {one_line(e)}', file=sys.stderr)
-            rows.append((name, f'failed: {one_line(e)[:100]}', '', time.time() - t0))
+            print(f'error: {name}: {e}', file=sys.stderr)
+            rows.append((name, f'failed: {str(e)[:100]}', '', time.time() - t0))
         except Exception as e:  # one benchmark's failure must not stop the others
             failed = True
             traceback.print_exc()
             rows.append((name, f'failed: {type(e).__name__}: {str(e)[:80]}', '', time.time() - t0))
-    if core.is_main_process():
+    if engine.is_main_process():
         print('\n' + summary_table(rows))
     return 1 if failed else 0
 
@@ -180,25 +194,18 @@ def list_benchmarks():
         print('  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
+@entry_point
 def main(argv=None):
     args = parser().parse_args(argv)
-    try:
-        if args.benchmark == 'list':
-            list_benchmarks()
-            return 0
-        if args.launcher != 'none':
-            core.init_distributed(args.launcher)
-        if args.benchmark == 'all':
-            return run_all(args)
-        bench, cfg, ctx = resolve(args.benchmark, args)
-        path = run_one(bench, cfg, ctx)
-    except (FileNotFoundError, DataError, CheckpointError, UnreadableImage) as e:  # data or a file is not right
-        print(f'error: {one_line(e)}', file=sys.stderr)
-        return 2
-    except UsageError as e:
-        if str(e):
-            print(f'error: {e}', file=sys.stderr)
-        return 2
+    if args.benchmark == 'list':
+        list_benchmarks()
+        return 0
+    if args.launcher != 'none':
+        engine.init_distributed(args.launcher)
+    if args.benchmark == 'all':
+        return run_all(args)
+    bench, cfg, ctx = resolve(args.benchmark, args)
+    path = run_one(bench, cfg, ctx, args)
     if path is not None:
         print(path)
     return 0

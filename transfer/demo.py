@@ -6,13 +6,15 @@ import sys
 import time
 from pathlib import Path
 
-from mae_core.cli import load_config
+from mae_core.config import load_config
+from mae_core.errors import entry_point
 
 from . import cli, tables
 
 CONFIG = Path(__file__).resolve().parent.parent / 'eval_configs' / 'pretrain' / 'mae_tiny_cpu.py'
 
 
+@entry_point
 def main(argv=None):
     p = argparse.ArgumentParser('mae-suite-demo', description=__doc__.splitlines()[0])
     p.add_argument('--out', default='work_dirs/demo', help='work dirs, records and report go here')

@@ -14,16 +14,14 @@ from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms import functional as TF
 from tqdm import tqdm
 
-from mae_core import engine as core
-from mae_core.checkpoint import build_encoder, file_sha256
+from mae_core import engine
 from mae_core.data import IMAGENET_MEAN, IMAGENET_STD, imagenet_wnids, load_rgb
-from mae_core.pretrain import precision_is_bf16
+from mae_core.errors import DataError, UsageError
 
-from . import engine
-from .datasets import read_wnid_folders
-from .errors import DataError, UsageError
+from .datasets.readers import read_imagenet_c, read_wnid_folders, timm_class_subset
+from .task import Outcome
 
-# the 15 corruptions of mCE in the released code's order, and AlexNet's top-1 error per severity 1..5
+# AlexNet's top-1 error per severity 1..5 of the 15 corruptions of mCE (datasets.readers.IMAGENET_C_CORRUPTIONS)
 ALEXNET_ERRORS = {
     'gaussian_noise': (0.69528, 0.82542, 0.93554, 0.98138, 0.99452),
     'shot_noise': (0.71224, 0.85108, 0.93574, 0.98182, 0.99146),
@@ -41,12 +39,9 @@ ALEXNET_ERRORS = {
     'pixelate': (0.52218, 0.54620, 0.73728, 0.87092, 0.91262),
     'jpeg_compression': (0.51002, 0.54718, 0.57294, 0.65458, 0.74778),
 }
-CORRUPTIONS = tuple(ALEXNET_ERRORS)
 # the 4 extra corruptions (not in mCE): AlexNet's mean error only, so their CE uses the mean
 EXTRA_ALEXNET_MEAN = {'speckle_noise': 0.845388, 'gaussian_blur': 0.787108, 'spatter': 0.717512,
                       'saturate': 0.658248}
-SEVERITIES = (1, 2, 3, 4, 5)
-FULL_SIZES = {'imagenet_c': 50000 * 75, 'imagenet_a': 7500, 'imagenet_r': 30000, 'imagenet_sketch': 50889}
 
 
 # ==================================================================== the protocol's arithmetic
@@ -77,38 +72,6 @@ def corruption_errors(errors: dict) -> dict:
     if extras:
         out['extras_mean_error'] = 100 * sum(extras) / len(extras)
     return out
-
-
-def class_subset(name: str):
-    """The sorted 1000-class indices of ImageNet-A/R's 200 classes, as timm ships them (None for the others)."""
-    if name not in ('imagenet_a', 'imagenet_r'):
-        return None
-    from importlib import resources
-    text = resources.files('timm.data').joinpath(f'_info/{name}_indices.txt').read_text()
-    return [int(line) for line in text.split()]
-
-
-# ==================================================================== data
-def imagenet_c_folders(root, extras: bool, partial: bool):
-    """[(corruption, severity, folder)] of the released layout ``root/<corruption>/<1..5>/<wnid>/``.
-
-    A missing one of the 15 x 5 is an error listing everything missing, unless ``partial``."""
-    root = Path(root)
-    found, missing = [], []
-    for c in CORRUPTIONS + (tuple(EXTRA_ALEXNET_MEAN) if extras else ()):
-        for s in SEVERITIES:
-            folder = root / c / str(s)
-            if folder.is_dir():
-                found.append((c, s, folder))
-            elif c in ALEXNET_ERRORS:
-                missing.append(f'{c}/{s}')
-    if missing and not partial:
-        raise FileNotFoundError(f'{root}: ImageNet-C is incomplete, missing {len(missing)} of 75 corruption/severity '
-                                f'folders: {", ".join(missing)}. Pass --cfg-options partial=True for a run marked '
-                                'partial')
-    if not found:
-        raise FileNotFoundError(f'{root}: no <corruption>/<severity>/<wnid>/ folders of ImageNet-C found')
-    return found, missing
 
 
 class GroupedImages(torch.utils.data.Dataset):
@@ -174,7 +137,7 @@ def count_correct(model, samples, group_names, cfg, subset=None, desc='eval'):
     loader = torch.utils.data.DataLoader(
         GroupedImages(mine, eval_transform(cfg), decode), batch_size=cfg.batch_size, num_workers=cfg.num_workers,
         collate_fn=collate, pin_memory=device.type == 'cuda', shuffle=False)
-    bf16 = precision_is_bf16(cfg.precision)
+    bf16 = engine.precision_is_bf16(cfg.precision)
     subset_t = torch.as_tensor(subset, device=device) if subset is not None else None
     counts = torch.zeros(len(group_names), 2, dtype=torch.long, device=device)
     bar = tqdm(total=len(mine), desc=desc, unit='img', disable=rank != 0, mininterval=2.0)
@@ -183,7 +146,7 @@ def count_correct(model, samples, group_names, cfg, subset=None, desc='eval'):
         if isinstance(images, list):
             images = decode_on_device(images, cfg, device)
         images, labels, groups = images.to(device, non_blocking=True), labels.to(device), groups.to(device)
-        with core.autocast_context(device.type, bf16):
+        with engine.autocast_context(device.type, bf16):
             logits = model(images)
         if subset_t is not None:
             logits = logits[:, subset_t]
@@ -201,69 +164,52 @@ def count_correct(model, samples, group_names, cfg, subset=None, desc='eval'):
     return {g: counts[i].tolist() for i, g in enumerate(group_names)}
 
 
-def finetuned_checkpoint(ctx):
-    """The IN-1K fine-tuned model to evaluate: the checkpoint itself if it has a 1000-way head, else the model
-    the newest ``in1k_finetune`` record of this checkpoint saved; under --smoke that run is made if missing."""
-    if ctx.info['has_head']:
-        return ctx.checkpoint
-    from . import cli
-    from .record import read_records
-    subset_ok = (lambda r: r['data']['subset'] == 'smoke') if ctx.smoke else (lambda r: r['data']['subset'] != 'smoke')
-    runs = [r for r in read_records(ctx.records_dir) if r['benchmark'] == 'in1k_finetune' and r['status'] == 'finished'
-            and r['model']['sha256'] == ctx.sha256 and subset_ok(r)
-            and Path(r['model'].get('finetuned_checkpoint', '')).is_file()]
-    if runs:
-        return runs[-1]['model']['finetuned_checkpoint']
-    if not ctx.smoke:
-        raise UsageError(f'{ctx.checkpoint} has no classifier head and no in1k_finetune record in '
-                             f'{ctx.records_dir}: run in1k_finetune on it first (run_transfer.py all does) or pass '
-                             'an ImageNet-1K fine-tuned checkpoint')
-    args = cli.parser().parse_args(['in1k_finetune', '--checkpoint', ctx.checkpoint, '--smoke', '--records-dir',
-                                    ctx.records_dir, '--launcher', ctx.launcher] +
-                                   (['--allow-pickle'] if ctx.allow_pickle else []))
-    bench, cfg, ft_ctx = cli.resolve('in1k_finetune', args)
-    cli.run_one(bench, cfg, ft_ctx)
-    if dist.is_initialized():
-        dist.barrier()  # rank 0 writes the fine-tuned model
-    return str(Path(ft_ctx.work_dir) / 'finetuned.pth')
+def imagenet_c(model, root, cfg):
+    """-> (metrics, images in the 15 x 5 of mCE, images of the extra corruptions, a mCE folder was missing)."""
+    folders, missing = read_imagenet_c(root, cfg.extras, cfg.partial)
+    names = [f'{c}/{s}' for c, s, _ in folders]
+    samples = [(p, y, g) for g, (_, _, folder) in enumerate(folders) for p, y in read_wnid_folders(folder).samples]
+    counts = count_correct(model, samples, names, cfg, desc='IN-C')
+    errors = defaultdict(dict)
+    for name, (correct, total) in counts.items():
+        c, s = name.split('/')
+        errors[c][int(s)] = 1 - correct / total
+    in_mce = sum(total for name, (_, total) in counts.items() if name.split('/')[0] in ALEXNET_ERRORS)
+    return corruption_errors(errors), in_mce, len(samples) - in_mce, bool(missing)
 
 
-def run(bench, cfg, ctx) -> engine.Outcome:
-    path = finetuned_checkpoint(ctx)
-    model, info = build_encoder(path, ctx.arch if path == ctx.checkpoint else None, ctx.allow_pickle,
-                                keep_head=True, img_size=cfg.img_size, learnable_pos=True)
+def top1(model, bench, root, cfg):
+    """-> (metrics, images): top-1 over wnid folders, on the 200-class logits where the set has a subset."""
+    split = read_wnid_folders(root)
+    subset = timm_class_subset(bench.class_subset) if bench.class_subset else None
+    if subset is not None:  # labels become positions in the 200-class list
+        position = {idx: i for i, idx in enumerate(subset)}
+        outside = next(((p, y) for p, y in split.samples if y not in position), None)
+        if outside:
+            raise DataError(f'{outside[0].parent}: wnid {imagenet_wnids()[outside[1]]} is not one of '
+                            f'{bench.dataset}\'s 200 classes')
+        split.samples = [(p, position[y]) for p, y in split.samples]
+    counts = count_correct(model, [(p, y, 0) for p, y in split.samples], ['all'], cfg, subset, desc=bench.name)
+    correct, total = counts['all']
+    return dict(top1=100.0 * correct / total), total
+
+
+def run(bench, cfg, ctx) -> Outcome:
+    """Evaluate the IN-1K classifier the CLI resolved (``ctx.classifier``) with no further training."""
+    classifier = ctx.classifier
+    model = classifier.build(keep_head=True, img_size=cfg.img_size, learnable_pos=True)
     if model.num_classes != 1000:
-        raise UsageError(f'{path}: {bench.name} needs a 1000-way ImageNet classifier; key head.weight has '
-                         f'{model.num_classes} outputs')
+        raise UsageError(f'{classifier.path}: {bench.name} needs a 1000-way ImageNet classifier; key head.weight '
+                         f'has {model.num_classes} outputs')
     model = model.to('cuda' if torch.cuda.is_available() else 'cpu').eval()
     root = Path(cfg.dataset.root)
-    if bench.name == 'imagenet_c':
-        folders, missing = imagenet_c_folders(root, cfg.extras, cfg.partial)
-        names = [f'{c}/{s}' for c, s, _ in folders]
-        samples = [(p, y, g) for g, (_, _, folder) in enumerate(folders) for p, y in read_wnid_folders(folder).samples]
-        counts = count_correct(model, samples, names, cfg, desc='IN-C')
-        errors = defaultdict(dict)
-        for name, (correct, total) in counts.items():
-            c, s = name.split('/')
-            errors[c][int(s)] = 1 - correct / total
-        metrics = corruption_errors(errors)
-        n_images, partial = len(samples), bool(missing)
+    data = dict(dataset=bench.name, split='val', root=str(root))
+    incomplete = False
+    if bench.headline == 'mCE':  # ImageNet-C: the release's corruption/severity folders
+        metrics, data['num_images'], data['extra_images'], incomplete = imagenet_c(model, root, cfg)
     else:
-        subset = class_subset(bench.name)
-        split = read_wnid_folders(root)
-        if subset is not None:  # labels become positions in the 200-class list
-            position = {idx: i for i, idx in enumerate(subset)}
-            outside = next(((p, y) for p, y in split.samples if y not in position), None)
-            if outside:
-                raise DataError(f'{outside[0].parent}: wnid {imagenet_wnids()[outside[1]]} is not one of '
-                                 f'{bench.dataset}\'s 200 classes')
-            split.samples = [(p, position[y]) for p, y in split.samples]
-        counts = count_correct(model, [(p, y, 0) for p, y in split.samples], ['all'], cfg, subset, desc=bench.name)
-        correct, total = counts['all']
-        metrics = dict(top1=100.0 * correct / total)
-        n_images, partial = total, False
-    subset_name = 'smoke' if ctx.smoke else ('partial' if partial or n_images != FULL_SIZES[bench.name] else 'full')
+        metrics, data['num_images'] = top1(model, bench, root, cfg)
     settings = dict(img_size=cfg.img_size, preprocess=cfg.preprocess, crop_pct=cfg.crop_pct,
-                    precision='bf16' if precision_is_bf16(cfg.precision) else 'fp32')
-    data = dict(dataset=bench.name, split='val', subset=subset_name, num_images=int(n_images), root=str(root))
-    return engine.Outcome(metrics, settings, data, dict(evaluated_checkpoint=str(path), evaluated_sha256=file_sha256(path)))
+                    precision='bf16' if engine.precision_is_bf16(cfg.precision) else 'fp32')
+    return Outcome(metrics, settings, data, dict(evaluated_checkpoint=classifier.path,
+                                                 evaluated_sha256=classifier.sha256), incomplete)

@@ -4,29 +4,19 @@ mmsegmentation's MAE config (FACTS.md §6) written on torch, with mmsegmentation
 
 Evaluation: sliding window at the ground truth's full resolution; mIoU from intersection and union summed over
 the whole val set (summed across ranks), averaged over the classes present, as mmsegmentation defines it."""
-import random
-from pathlib import Path
-
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.evaluator import BaseMetric, Evaluator
 from mmengine.model import BaseModel
-from mmengine.optim import LinearLR, OptimWrapper, PolyLR
-from PIL import Image
-from torchvision.transforms import functional as TF
+from mmengine.optim import LinearLR, PolyLR
 
-from mae_core import engine as core
-from mae_core.checkpoint import build_encoder, read_task_model, save_ours
-from mae_core.data import IMAGENET_MEAN, IMAGENET_STD, UnreadableImage
-from mae_core.pretrain import precision_is_bf16
+from mae_core import engine
+from mae_core.seeding import seeded_draws
 
-from . import engine
-from .errors import DataError
-
-IGNORE = 255
+from .datasets.ade20k import ADE20K, IGNORE, collate_eval, read_ade
+from .task import Outcome, TrainPlan, execute, iteration_train_args, load_task_weights
 
 
 # ==================================================================== model
@@ -110,17 +100,17 @@ class UperNetViT(BaseModel):
         self.auxiliary_head = FCNHead(dim, aux_channels, num_classes)
 
     def pyramid(self, x):
-        return self.neck(self.backbone.forward_features(x, self.out_blocks))
+        return self.neck(self.backbone.forward_intermediates(x, self.out_blocks))
 
     def logits(self, x):
         """[B, 3, H, W] -> class logits [B, K, H, W] (upsampled from stride 4)."""
-        with core.autocast_context(x.device.type, self.bf16):
+        with engine.autocast_context(x.device.type, self.bf16):
             out = self.decode_head(self.pyramid(x))
         return F.interpolate(out.float(), x.shape[2:], mode='bilinear', align_corners=False)
 
     def forward(self, inputs, labels=None, seeds=None, data_samples=None, mode='tensor'):
         if mode == 'loss':
-            with core.seeded_draws(int(seeds.sum()) % (2 ** 62)), core.autocast_context(inputs.device.type, self.bf16):
+            with seeded_draws(int(seeds.sum()) % (2 ** 62)), engine.autocast_context(inputs.device.type, self.bf16):
                 feats = self.pyramid(inputs)
                 main, aux = self.decode_head(feats), self.auxiliary_head(feats[2])
             up = lambda t: F.interpolate(t.float(), labels.shape[1:], mode='bilinear', align_corners=False)
@@ -197,162 +187,39 @@ class IoUMetric(BaseMetric):
         raise NotImplementedError
 
 
-# ==================================================================== data
-def read_ade(root, split):
-    """``ADEChallengeData2016/{images,annotations}/{training,validation}``: (image, label png) pairs."""
-    sub = {'train': 'training', 'val': 'validation'}[split]
-    base = Path(root) / 'ADEChallengeData2016' if (Path(root) / 'ADEChallengeData2016').is_dir() else Path(root)
-    images, labels = base / 'images' / sub, base / 'annotations' / sub
-    for folder in (images, labels):
-        if not folder.is_dir():
-            raise FileNotFoundError(f'{folder}: not found (expected the ADE20K layout ADEChallengeData2016/'
-                                    '{images,annotations}/{training,validation})')
-    pairs = []
-    for img in sorted(images.glob('*.jpg')):
-        lab = labels / (img.stem + '.png')
-        if not lab.exists():
-            raise DataError(f'{lab}: the annotation of {img.name} is missing')
-        pairs.append((img, lab))
-    if not pairs:
-        raise FileNotFoundError(f'{images}: no .jpg images')
-    return pairs
-
-
-def reduce_zero_label(label: np.ndarray) -> np.ndarray:
-    """ADE20K's 0 ('other') -> ignored; 1..150 -> 0..149."""
-    label = label.astype(np.int64) - 1
-    label[label < 0] = IGNORE
-    return label
-
-
-def photometric(img: torch.Tensor, rng: random.Random) -> torch.Tensor:
-    """mmsegmentation's PhotoMetricDistortion on a uint8 tensor: brightness, contrast, saturation, hue."""
-    img = img.float()
-    if rng.random() < 0.5:
-        img = img + rng.uniform(-32, 32)
-    if rng.random() < 0.5:
-        img = img * rng.uniform(0.5, 1.5)
-    img = img.clamp(0, 255).to(torch.uint8)
-    if rng.random() < 0.5:
-        img = TF.adjust_saturation(img, rng.uniform(0.5, 1.5))
-    if rng.random() < 0.5:
-        img = TF.adjust_hue(img, rng.uniform(-18, 18) / 360)
-    return img
-
-
-class ADE20K(torch.utils.data.Dataset):
-    """Training: random resize (ratio of ``scale``), random crop with ``cat_max_ratio``, flip, photometric
-    distortion, padding (labels with 255). Evaluation: resize to ``scale`` keeping the ratio; the label stays at
-    full resolution."""
-
-    def __init__(self, pairs, cfg, train):
-        self.pairs, self.cfg, self.train = pairs, cfg, train
-
-    def __len__(self):
-        return len(self.pairs)
-
-    def load(self, i):
-        img_path, lab_path = self.pairs[i]
-        try:
-            img = torch.from_numpy(np.array(Image.open(img_path).convert('RGB'))).permute(2, 0, 1)
-            lab = torch.from_numpy(reduce_zero_label(np.asarray(Image.open(lab_path))))
-        except (OSError, SyntaxError) as e:
-            raise UnreadableImage(f'{img_path}: unreadable image or annotation ({e})') from None
-        return img, lab
-
-    def __getitem__(self, key):
-        index, seed = key if isinstance(key, tuple) else (key, key)
-        img, lab = self.load(index)
-        long_side, short_side = self.cfg.scale
-        if not self.train:
-            s = min(long_side / max(img.shape[1:]), short_side / min(img.shape[1:]))
-            img = TF.resize(img, [round(img.shape[1] * s), round(img.shape[2] * s)], antialias=True)
-            return dict(inputs=normalize(img), labels=lab, seeds=seed)
-        rng = random.Random(seed)
-        ratio = rng.uniform(*self.cfg.ratio_range)
-        s = min(long_side * ratio / max(img.shape[1:]), short_side * ratio / min(img.shape[1:]))
-        size = [max(1, round(img.shape[1] * s)), max(1, round(img.shape[2] * s))]
-        img = TF.resize(img, size, antialias=True)
-        lab = TF.resize(lab[None], size, interpolation=TF.InterpolationMode.NEAREST)[0]
-        img, lab = self.crop(img, lab, rng)
-        if rng.random() < 0.5:
-            img, lab = img.flip(-1), lab.flip(-1)
-        img = photometric(img, rng)
-        c = self.cfg.crop_size
-        pad_h, pad_w = c - img.shape[1], c - img.shape[2]
-        x = F.pad(normalize(img), (0, pad_w, 0, pad_h))
-        lab = F.pad(lab, (0, pad_w, 0, pad_h), value=IGNORE)
-        return dict(inputs=x, labels=lab, seeds=seed)
-
-    def crop(self, img, lab, rng):
-        """A random crop in which no class covers more than ``cat_max_ratio`` (10 tries, as mmsegmentation)."""
-        c = self.cfg.crop_size
-        H, W = lab.shape
-        for _ in range(10):
-            y, x = rng.randint(0, max(H - c, 0)), rng.randint(0, max(W - c, 0))
-            cut = lab[y:y + c, x:x + c]
-            _, counts = torch.unique(cut[cut != IGNORE], return_counts=True)
-            if len(counts) > 1 and counts.max() / counts.sum() < self.cfg.cat_max_ratio:
-                break
-        return img[:, y:y + c, x:x + c], lab[y:y + c, x:x + c]
-
-
-def normalize(img: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1) * 255
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1) * 255
-    return (img.float() - mean) / std
-
-
-def collate_eval(batch):
-    return dict(inputs=[b['inputs'] for b in batch], labels=[b['labels'] for b in batch],
-                seeds=torch.tensor([b['seeds'] for b in batch]))
-
-
 # ==================================================================== run
-def run(bench, cfg, ctx) -> engine.Outcome:
-    val_pairs = read_ade(cfg.dataset.root, 'val')
-    train_pairs = None if ctx.eval_only else read_ade(cfg.dataset.root, 'train')
+def run(bench, cfg, ctx) -> Outcome:
+    root = cfg.dataset.root
+    val = ADE20K(read_ade(root, 'val'), cfg, train=False)
     torch.manual_seed(cfg.seed)
-    backbone, info = build_encoder(ctx.checkpoint, ctx.arch, ctx.allow_pickle, img_size=cfg.crop_size,
-                                   learnable_pos=True, drop_path_rate=cfg.drop_path, rel_pos=cfg.rel_pos,
-                                   layer_scale_init=cfg.layer_scale_init)
+    backbone = ctx.encoder.build(img_size=cfg.crop_size, learnable_pos=True, drop_path_rate=cfg.drop_path,
+                                 rel_pos=cfg.rel_pos, layer_scale_init=cfg.layer_scale_init)
     depth = len(backbone.blocks)
-    out_blocks = cfg.out_blocks.get(info['arch'], None) if isinstance(cfg.out_blocks, dict) else cfg.out_blocks
+    out_blocks = cfg.out_blocks.get(ctx.encoder.arch) if isinstance(cfg.out_blocks, dict) else cfg.out_blocks
     out_blocks = out_blocks or [depth // 4 - 1, depth // 2 - 1, 3 * depth // 4 - 1, depth - 1]
-    bf16 = precision_is_bf16(cfg.precision)
+    bf16 = engine.precision_is_bf16(cfg.precision)
     model = UperNetViT(backbone, out_blocks, cfg.dataset.num_classes, cfg.channels, cfg.aux_channels,
                        cfg.aux_weight, bf16, cfg.crop_size, cfg.stride)
+    plan = TrainPlan(model, engine.val_loader(val, 1, cfg.num_workers, collate_eval),
+                     Evaluator(IoUMetric(cfg.dataset.num_classes)), by_epoch=False,
+                     checkpoint_interval=cfg.checkpoint_interval)
     if ctx.eval_only:
-        model.load_state_dict(read_task_model(ctx.checkpoint), strict=True)
-    train_ds = None if train_pairs is None else ADE20K(train_pairs, cfg, train=True)
-    train_loader, val_loader = engine.make_loaders(cfg, train_ds, ADE20K(val_pairs, cfg, train=False), 1,
-                                                   val_collate=collate_eval, endless=True,
-                                                   source=f'{cfg.dataset.root}/images/training')
-    kwargs = engine.runner_kwargs(ctx.work_dir, ctx.launcher, cfg.seed, ctx.resume, name=bench.name, by_epoch=False,
-                                  checkpoint_interval=cfg.checkpoint_interval, log_interval=cfg.log_interval)
-    train_args = {}
-    if not ctx.eval_only:  # the recipe gives the lr for its batch directly
-        groups = engine.encoder_and_head_groups(model, model.backbone, cfg.optim.lr, cfg.optim.weight_decay,
-                                                cfg.optim.layer_decay)
-        warm = min(cfg.warmup_iters, cfg.max_iters)
-        scheds = [dict(type=LinearLR, start_factor=1e-6, by_epoch=False, begin=0, end=warm)]
+        load_task_weights(model, ctx)
+    else:
+        train = ADE20K(read_ade(root, 'train'), cfg, train=True)
+        plan.train_loader = engine.train_loader(train, cfg.batch_size, cfg.num_workers, cfg.seed, endless=True,
+                                                source=f'{root}/images/training')
+        warm = min(cfg.warmup_iters, cfg.max_iters)  # mmseg's MAE: linear warm-up from 1e-6, then poly to 0
+        schedule = [dict(type=LinearLR, start_factor=1e-6, by_epoch=False, begin=0, end=warm)]
         if cfg.max_iters > warm:
-            scheds.append(dict(type=PolyLR, power=1.0, eta_min=0.0, by_epoch=False, begin=warm,
-                               end=cfg.max_iters))
-        train_args = dict(train_cfg=dict(by_epoch=False, max_iters=cfg.max_iters, val_interval=cfg.max_iters),
-                          optim_wrapper=OptimWrapper(torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=(0.9, 0.999))),
-                          param_scheduler=scheds)
-    evaluator = Evaluator(IoUMetric(cfg.dataset.num_classes))
-    results = engine.train_or_evaluate(model, train_loader, val_loader, evaluator, kwargs, ctx.eval_only, **train_args)
-    metrics = {k: float(v) for k, v in results.items()}
-    extra = dict(work_dir=ctx.work_dir)
-    if not ctx.eval_only and core.is_main_process():
-        meta = dict(arch=info['arch'], task='ade20k_upernet', encoder_prefix='backbone.', out_blocks=list(out_blocks), pretrain=info['meta'])
-        extra['finetuned_checkpoint'] = str(save_ours(Path(ctx.work_dir) / 'segmenter.pth', model.state_dict(), meta))
-    subset = 'smoke' if ctx.smoke else ('full' if len(val_pairs) == 2000 else 'partial')
+            schedule.append(dict(type=PolyLR, power=1.0, eta_min=0.0, by_epoch=False, begin=warm, end=cfg.max_iters))
+        plan.train_args = iteration_train_args(model, model.backbone, cfg, schedule)
+        plan.save_as, plan.save_module = 'segmenter.pth', model
+        plan.save_meta = dict(task=bench.name, encoder_prefix='backbone.', out_blocks=list(out_blocks))
+    metrics, extra = execute(bench.name, cfg, ctx, plan)
     settings = dict(crop_size=cfg.crop_size, stride=cfg.stride, scale=list(cfg.scale), max_iters=cfg.max_iters,
                     out_blocks=list(out_blocks), rel_pos=cfg.rel_pos, layer_scale_init=cfg.layer_scale_init,
                     recipe=cfg.recipe, precision='bf16' if bf16 else 'fp32',
-                    total_batch=cfg.batch_size * core.world_size())
-    data = dict(dataset='ade20k', split='val', subset=subset, num_images=len(val_pairs), root=str(cfg.dataset.root))
-    return engine.Outcome(metrics, settings, data, extra)
+                    total_batch=cfg.batch_size * engine.world_size())
+    data = dict(dataset='ade20k', split='val', num_images=len(val), root=str(root))
+    return Outcome({k: float(v) for k, v in metrics.items()}, settings, data, extra)

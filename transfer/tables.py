@@ -13,15 +13,15 @@ from typing import Callable
 
 import pandas as pd
 
-from . import record as rec_lib
+from mae_core import record as rec_lib
+from mae_core.errors import UsageError, entry_point
+
+from .registry import BENCHMARKS
 
 PAPER_DIR = Path(__file__).resolve().parent.parent / 'results' / 'paper'
 FORMATS = ('md', 'tex', 'csv', 'html')
 ARCH_COLUMN = {'vit_base_patch16': 'ViT-B', 'vit_large_patch16': 'ViT-L', 'vit_huge_patch14': 'ViT-H',
                'vit_small_patch16': 'ViT-S', 'vit_tiny_patch16': 'ViT-Ti', 'vit_toy_patch16': 'ViT-toy'}
-DATASET_ROW = {'inat2017': 'iNat 2017', 'inat2018': 'iNat 2018', 'inat2019': 'iNat 2019', 'places205': 'Places205',
-               'places365': 'Places365', 'imagenet_c': 'IN-Corruption ↓', 'imagenet_a': 'IN-Adversarial',
-               'imagenet_r': 'IN-Rendition', 'imagenet_sketch': 'IN-Sketch'}
 
 
 # ==================================================================== reading
@@ -113,11 +113,13 @@ def method_rows(benchmark, columns_for: Callable):
     return build
 
 
-def dataset_rows(benchmarks, metric_of=lambda b: 'top1'):
-    """Table 6 and the robustness table: one row per (dataset, checkpoint), value under its arch."""
+def dataset_rows(stem):
+    """Table 6 and the robustness table: one row per (dataset, checkpoint), the headline under its arch; the
+    benchmarks and their rows are those the registry places in table ``stem``."""
     def build(records, columns):
-        return [{'source': user_label(r), 'dataset': DATASET_ROW[b], arch_column(r): cell(r, metric_of(b))}
-                for b in benchmarks for r in latest(records, b)]
+        placed = [b for b in BENCHMARKS.values() if b.table_row and b.table_row[0] == stem]
+        return [{'source': user_label(r), 'dataset': b.table_row[1], arch_column(r): cell(r, b.headline)}
+                for b in placed for r in latest(records, b.name)]
     return build
 
 
@@ -183,9 +185,8 @@ TABLES = [
     TableSpec('table4_coco', method_rows('coco_maskrcnn', lambda r: [(f'APbox {arch_column(r)}', 'APbox'),
                                                                      (f'APmask {arch_column(r)}', 'APmask')])),
     TableSpec('table5_ade20k', method_rows('ade20k_upernet', lambda r: [(arch_column(r), 'mIoU')])),
-    TableSpec('table6_classification', dataset_rows(['inat2017', 'inat2018', 'inat2019', 'places205', 'places365'])),
-    TableSpec('robustness', dataset_rows(['imagenet_c', 'imagenet_a', 'imagenet_r', 'imagenet_sketch'],
-                                         lambda b: 'mCE' if b == 'imagenet_c' else 'top1')),
+    TableSpec('table6_classification', dataset_rows('table6_classification')),
+    TableSpec('robustness', dataset_rows('robustness')),
     TableSpec('table7_pixels_vs_tokens', table7_rows),
     TableSpec('section4_scratch'),
     TableSpec('fig5_masking_ratio', ablation_rows(lambda m: _get(m, 'mask_ratio', lambda v: {'ratio': f'{100 * v:g}'}))),
@@ -293,6 +294,7 @@ def reproduce(records_dir='results/runs', out='results/report', formats=FORMATS)
     return tables, write_outputs(tables, Path(out), formats), len(records)
 
 
+@entry_point
 def main(argv=None):
     p = argparse.ArgumentParser('reproduce-tables', description=__doc__.splitlines()[0])
     p.add_argument('--records-dir', default='results/runs')
@@ -302,13 +304,8 @@ def main(argv=None):
     formats = [f.strip() for f in args.formats.split(',') if f.strip()]
     bad = [f for f in formats if f not in FORMATS]
     if bad:
-        print(f'error: --formats {",".join(bad)}: unknown; expected some of {",".join(FORMATS)}', file=sys.stderr)
-        return 2
-    try:
-        tables, page, n = reproduce(args.records_dir, args.out, formats)
-    except rec_lib.RecordError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+        raise UsageError(f'--formats {",".join(bad)}: unknown; expected some of {",".join(FORMATS)}')
+    tables, page, n = reproduce(args.records_dir, args.out, formats)
     print(f'{len(tables)} tables from results/paper/ with {n} run record(s) from {args.records_dir} -> {args.out}')
     if page:
         print(f'HTML report: {Path(page).resolve()}')

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import REPO
-from transfer.record import now_iso
+from mae_core.record import now_iso
 from transfer.registry import BENCHMARKS
 
 REFERENCE = REPO / 'results' / 'reference'

@@ -1,7 +1,5 @@
-"""Readers for the real dataset formats (nothing downloads), and the dataset that feeds them to a model.
+"""Readers for the real dataset formats (nothing downloads) and the datasets that feed them to a model, plus the
+generators of small data in each format (``smoke``). Nothing here knows a model or the training engine.
 
-Each reader returns a :class:`Split`: ``(path, label)`` samples and the number of classes. A missing root or
-file is one clear error naming the path and what was expected there."""
-from ..errors import DataError  # noqa: F401
-from .readers import READERS, Split, read_split, read_wnid_folders  # noqa: F401
-from .torch_dataset import ClassificationDataset  # noqa: F401
+Each classification reader returns a :class:`Split`: ``(path, label)`` samples and the number of classes. A
+missing root or file is one clear error naming the path and what was expected there."""

@@ -1,12 +1,20 @@
-"""One reader per published format: ImageNet-style wnid folders, iNaturalist 2017-2019 COCO-style JSON,
-Places365-Standard and Places205 split lists."""
+"""One reader per published classification format: ImageNet-style wnid folders (also ImageNet-A/R/Sketch and
+each ImageNet-C corruption/severity), iNaturalist 2017-2019 COCO-style JSON, Places365-Standard and Places205
+split lists."""
 import json
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from mae_core.data import IMAGE_SUFFIXES, imagenet_class_index
+from mae_core.errors import DataError, MissingFile
 
-from ..errors import DataError
+# ImageNet-C: the 15 corruptions of mCE in the release's order, the 4 extra ones (never in mCE), severities
+IMAGENET_C_CORRUPTIONS = ('gaussian_noise', 'shot_noise', 'impulse_noise', 'defocus_blur', 'glass_blur',
+                          'motion_blur', 'zoom_blur', 'snow', 'frost', 'fog', 'brightness', 'contrast',
+                          'elastic_transform', 'pixelate', 'jpeg_compression')
+IMAGENET_C_EXTRAS = ('speckle_noise', 'gaussian_blur', 'spatter', 'saturate')
+SEVERITIES = (1, 2, 3, 4, 5)
 
 
 @dataclass
@@ -24,7 +32,7 @@ class Split:
 
 def _need(path: Path, what: str) -> Path:
     if not path.exists():
-        raise FileNotFoundError(f'{path}: not found (expected {what})')
+        raise MissingFile(f'{path}: not found (expected {what})')
     return path
 
 
@@ -38,7 +46,7 @@ def read_wnid_folders(folder) -> Split:
             raise DataError(f'{d}: folder name {d.name!r} is not an ImageNet-1K wnid')
         samples += [(f, index[d.name]) for f in sorted(d.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not samples:
-        raise FileNotFoundError(f'{folder}: no images in wnid sub-folders')
+        raise MissingFile(f'{folder}: no images in wnid sub-folders')
     return Split(samples, 1000, folder)
 
 
@@ -111,3 +119,31 @@ def read_split(spec: dict, split: str) -> Split:
         raise DataError(f'{s.root}: found {s.num_classes} classes, the config says dataset.num_classes='
                          f'{spec["num_classes"]}')
     return s
+
+
+def read_imagenet_c(root, extras: bool, partial: bool):
+    """The released layout ``root/<corruption>/<1..5>/<wnid>/`` -> ([(corruption, severity, folder)], missing).
+
+    A missing one of the 15 x 5 mCE folders is an error listing everything missing, unless ``partial``."""
+    root = Path(root)
+    found, missing = [], []
+    for c in IMAGENET_C_CORRUPTIONS + (IMAGENET_C_EXTRAS if extras else ()):
+        for s in SEVERITIES:
+            folder = root / c / str(s)
+            if folder.is_dir():
+                found.append((c, s, folder))
+            elif c in IMAGENET_C_CORRUPTIONS:
+                missing.append(f'{c}/{s}')
+    if missing and not partial:
+        raise MissingFile(f'{root}: ImageNet-C is incomplete, missing {len(missing)} of 75 corruption/severity '
+                          f'folders: {", ".join(missing)}. Pass --cfg-options partial=True for a run marked partial')
+    if not found:
+        raise MissingFile(f'{root}: no <corruption>/<severity>/<wnid>/ folders of ImageNet-C found')
+    return found, missing
+
+
+def timm_class_subset(name: str) -> list:
+    """The sorted 1000-class indices of a 200-class ImageNet variant (``imagenet_a``, ``imagenet_r``), as timm
+    ships them in ``timm/data/_info/<name>_indices.txt``."""
+    text = resources.files('timm.data').joinpath(f'_info/{name}_indices.txt').read_text()
+    return [int(line) for line in text.split()]

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
+from PIL import Image, ImageDraw
+
 from mae_core.data import cached, make_class_folders, smoke_wnids, synthetic_image, write_image
+
+from .readers import IMAGENET_C_CORRUPTIONS, IMAGENET_C_EXTRAS, SEVERITIES
 
 NUM_CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS, SIZE = 10, 24, 8, 80
 
@@ -118,7 +122,7 @@ def robustness_folders(style: str, seed=0) -> Path:
 def corrupted(img: np.ndarray, name: str, severity: int, draw: int) -> np.ndarray:
     """One IN-C corruption of a uint8 HxWx3 image, the same for the same ``draw``. Most corruptions draw from
     numpy's and Python's global generators; impulse_noise (skimage) and glass_blur (numba) take their own seed."""
-    from imagecorruptions import corrupt
+    from imagecorruptions import corrupt  # 1 s to import, and only needed to make the IN-C smoke set
     np.random.seed(draw)
     random.seed(draw)
     own = dict(seed=draw) if name in ('impulse_noise', 'glass_blur') else {}
@@ -128,9 +132,7 @@ def corrupted(img: np.ndarray, name: str, severity: int, draw: int) -> np.ndarra
 def imagenet_c(seed=0, per_class=2) -> Path:
     """The released IN-C layout ``root/<corruption>/<1..5>/<wnid>/*.JPEG`` (all 19 corruptions), made with the
     maintained ``imagecorruptions`` fork from generated val images, saved at JPEG quality 85 like the release."""
-    from ..robustness import CORRUPTIONS, EXTRA_ALEXNET_MEAN, SEVERITIES
-
-    CORRUPTIONS_ALL = CORRUPTIONS + tuple(EXTRA_ALEXNET_MEAN)
+    CORRUPTIONS_ALL = IMAGENET_C_CORRUPTIONS + IMAGENET_C_EXTRAS
 
     def make(root):
         wnids = smoke_wnids(NUM_CLASSES)
@@ -167,7 +169,6 @@ def ade20k(seed=0, train=40, val=8) -> Path:
         return (np.clip(img, 0, 1) * 255).astype(np.uint8), label
 
     def make(root):
-        from PIL import Image
         rng = np.random.default_rng(seed)
         base = root / 'ADEChallengeData2016'
         for split, n, (h, w) in (('training', train, (80, 80)), ('validation', val, (96, 128))):
@@ -183,7 +184,6 @@ def ade20k(seed=0, train=40, val=8) -> Path:
 def coco(seed=0, train=48, val=12, size=128) -> Path:
     """The COCO 2017 layout (``annotations/instances_{train,val}2017.json``, ``{train,val}2017/``): shapes with
     polygon masks, category ids with gaps (as COCO's 1..90), and a crowd region per image to be ignored."""
-    import json
     shapes = {1: 'square', 3: 'disc', 7: 'triangle'}
     colours = {1: (220, 60, 40), 3: (40, 180, 70), 7: (50, 90, 220)}
 
@@ -195,7 +195,6 @@ def coco(seed=0, train=48, val=12, size=128) -> Path:
         return [v for a in np.linspace(0, 2 * np.pi, 16, endpoint=False) for v in (cx + r * np.cos(a), cy + r * np.sin(a))]
 
     def make(root):
-        from PIL import Image, ImageDraw
         rng = np.random.default_rng(seed)
         cats = [dict(id=c, name=n, supercategory='shape') for c, n in shapes.items()]
         for split, n in (('train', train), ('val', val)):

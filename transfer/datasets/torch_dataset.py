@@ -2,7 +2,7 @@
 import torch
 
 from mae_core.data import load_rgb
-from mae_core.engine import seeded_draws
+from mae_core.seeding import seeded_draws
 
 
 class ClassificationDataset(torch.utils.data.Dataset):

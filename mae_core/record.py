@@ -1,4 +1,5 @@
-"""Run records: one JSON per finished run, the only input of ``reproduce-tables`` besides the paper's CSVs.
+"""Run records: one JSON per finished run (pre-training and every benchmark), the only input of
+``reproduce-tables`` besides the paper's CSVs.
 
 A record is written atomically at the end of a run and validated on write and on read. Fields (DESIGN.md):
 schema, run_id, benchmark, family, status, metrics (percent, named as in the paper), headline, model, config,
@@ -12,7 +13,8 @@ import platform
 import subprocess
 from pathlib import Path
 
-from mae_core.checkpoint import atomic_write
+from .checkpoint import atomic_write
+from .errors import UserError
 
 SCHEMA = 'mae-suite/run-record/v1'
 FULL = 'full'  # the only subset whose numbers stand beside the paper's
@@ -30,7 +32,7 @@ FIELDS = {
 }
 
 
-class RecordError(ValueError):
+class RecordError(UserError, ValueError):
     """A malformed record; the message names the file and the field."""
 
 
