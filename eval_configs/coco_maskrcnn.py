@@ -3,10 +3,12 @@
 # successor recipe, ViTDet's: large-scale jitter 0.1-2.0 at 1024 with a 1024 crop and flip, AdamW lr 1e-4, wd 0.1
 # (none on norms and position embedding), layer decay 0.7 (B) / 0.8 (L), 184,375 iterations at batch 64 with steps
 # at 163,889 and 177,546 and 250 warm-up iterations, bf16; window attention 14 in all but the global blocks.
-# Decomposed relative position (zero-initialised) in every block, RoIAlign 'aligned' with sampling ratio 0, heads as
-# ViTDet (2-conv RPN, 4conv1fc box head and 4-conv mask head with LayerNorm). Remaining differences from
-# detectron2's ViTDet: smooth-L1 (beta 1/9) box loss instead of L1; batches padded to a multiple of 32 instead of a
-# 1024 square; mask targets cropped from the ground truth by torchvision's unaligned RoIAlign (half a pixel off).
+# Decomposed relative position (zero-initialised) in every block, the pre-training position table resampled every
+# forward (bicubic, no antialiasing), RoIAlign 'aligned' with sampling ratio 0, heads as ViTDet (2-conv RPN,
+# 4conv1fc box head and 4-conv mask head with LayerNorm eps 1e-6), L1 box losses (smooth_l1_beta = 0), mask targets
+# cropped with aligned RoIAlign, batches padded to a 1024 square, detectron2's per-iteration warm-up x steps. What
+# still differs is torchvision's parameter names for the RPN and RoI heads (the ViT and the pyramid export to
+# detectron2's layout with mae-convert --to vitdet).
 dataset = dict(name='coco2017', root=None)
 image_size = 1024
 jitter = (0.1, 2.0)

@@ -26,7 +26,7 @@ from safetensors.torch import load_file as load_safetensors
 from safetensors.torch import save as safetensors_bytes
 
 from .errors import CheckpointError
-from .vit import ARCHS, TASK_ADDED_KEYS, VisionTransformer, resample_pos_table, vit
+from .vit import ARCHS, TASK_ADDED_KEYS, VisionTransformer, beit_relative_position_index, resample_pos_table, vit
 
 DECODER_PREFIXES = ('mask_token', 'encoder_mask_token', 'decoder_')
 HEAD_PREFIXES = ('fc_norm.', 'head.')
@@ -336,7 +336,7 @@ def _encoder_part(sd, fmt, meta, path, arch=None):
     info = dict(format=fmt, arch=arch, path=str(path), has_head=has_head,
                 global_pool='fc_norm.weight' in sd and 'norm.weight' not in sd,
                 num_classes=int(sd['head.weight'].shape[0]) if has_head else 0,
-                img_size=grid * int(sd['patch_embed.proj.weight'].shape[-1]), meta=meta)
+                img_size=grid * int(sd['patch_embed.proj.weight'].shape[-1]), pos_grid=(grid, grid), meta=meta)
     return enc, info
 
 
@@ -402,7 +402,7 @@ def load_into(model: VisionTransformer, sd: dict, path='<state dict>', strict_he
     """
     sd = dict(sd)
     if 'pos_embed' in sd:
-        sd['pos_embed'] = resample_pos_table(sd['pos_embed'], model.grid_size)
+        sd['pos_embed'] = resample_pos_table(sd['pos_embed'], model.pos_grid)
     own = model.state_dict()
     optional = HEAD_PREFIXES + ('norm.',) if not strict_head else ()
     # pooling and head belong to the task: a pre-trained norm is dropped under global pooling (as fb/mae does),
@@ -429,30 +429,56 @@ def build_encoder(path, arch=None, allow_pickle=False, keep_head=False, **model_
 
 
 # ==================================================================== export
-def _vitdet(sd):
-    """detectron2 ViTDet: ``backbone.net.`` + the same block names, no cls token (its pos_embed keeps the slot)."""
-    return {f'backbone.net.{k}': v for k, v in sd.items()
-            if not k.startswith(DECODER_PREFIXES + HEAD_PREFIXES + ('norm.', 'cls_token'))}
-
-
-def _mmseg(sd):
-    """mmsegmentation's MAE (BEiT-style) backbone. qkv's key bias is dropped: it adds the same amount to every
-    logit of a query, so softmax ignores it and the conversion is exact."""
-    out = {}
-    for k, v in sd.items():
-        if k.startswith(DECODER_PREFIXES + HEAD_PREFIXES):
-            continue
-        if k.endswith('attn.qkv.bias'):
-            q, _, vb = v.chunk(3)
-            base = 'backbone.' + k.replace('blocks.', 'layers.')[:-len('qkv.bias')]
-            out[base + 'q_bias'], out[base + 'v_bias'] = q.clone(), vb.clone()
-            continue
-        n = k.replace('patch_embed.proj', 'patch_embed.projection').replace('blocks.', 'layers.')
-        n = n.replace('.norm1.', '.ln1.').replace('.norm2.', '.ln2.')
-        n = n.replace('mlp.fc1', 'ffn.layers.0.0').replace('mlp.fc2', 'ffn.layers.1')
-        n = 'ln1.' + n[len('norm.'):] if n.startswith('norm.') else n
-        out['backbone.' + n] = v
+def _vitdet(sd, task_sd=None):
+    """detectron2 ViTDet's layout (``modeling/backbone/vit.py``): the encoder as ``backbone.net.*`` with the same
+    block names, no cls token and no final norm (its ``pos_embed`` keeps the cls slot); for a detector this suite
+    trained, also its pyramid (``backbone.simfp_*``). torchvision's RPN and RoI heads have no detectron2
+    counterpart and are left out."""
+    out = {f'backbone.net.{k}': v for k, v in sd.items()
+           if not k.startswith(DECODER_PREFIXES + HEAD_PREFIXES + ('norm.', 'cls_token'))}
+    out.update({k[len('detector.'):]: v for k, v in (task_sd or {}).items() if k.startswith('detector.backbone.simfp_')})
     return out
+
+
+MMSEG_GRID = (32, 32)  # mmsegmentation's MAE config: 512 x 512 crops, patch 16
+
+
+def _mmseg_backbone(sd, heads):
+    """mmsegmentation 1.2.2's ``MAE`` backbone as ``configs/mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py``
+    builds it (BEiT layers: ``ln1``/``ln2``, one ``qkv`` with its bias, ``gamma_1``/``gamma_2``, a
+    ``relative_position_bias_table`` and ``relative_position_index`` per layer, ``ffn.layers``; no final norm).
+    What a pre-trained encoder lacks gets the values under which it computes what it did: zero bias tables,
+    layer scale 1, the position table resampled to the 32 x 32 grid."""
+    table0 = sd.get('blocks.0.attn.relative_position_bias_table')
+    grid = MMSEG_GRID if table0 is None else ((int(round((table0.shape[0] - 3) ** 0.5)) + 1) // 2,) * 2
+    rows = (2 * grid[0] - 1) * (2 * grid[1] - 1) + 3
+    out = {'cls_token': sd['cls_token'], 'pos_embed': resample_pos_table(sd['pos_embed'], grid),
+           'patch_embed.projection.weight': sd['patch_embed.proj.weight'],
+           'patch_embed.projection.bias': sd['patch_embed.proj.bias']}
+    names = {'norm1': 'ln1', 'norm2': 'ln2', 'attn.qkv': 'attn.qkv', 'attn.proj': 'attn.proj',
+             'mlp.fc1': 'ffn.layers.0.0', 'mlp.fc2': 'ffn.layers.1'}
+    index = beit_relative_position_index(*grid)
+    for i in range(_depth(sd, 'blocks.')):
+        b, l = f'blocks.{i}.', f'layers.{i}.'
+        dim = sd[b + 'norm1.weight'].shape[0]
+        out.update({l + theirs + p: sd[b + ours + p] for ours, theirs in names.items() for p in ('.weight', '.bias')})
+        out[l + 'attn.relative_position_bias_table'] = sd.get(b + 'attn.relative_position_bias_table',
+                                                            torch.zeros(rows, heads))
+        out[l + 'attn.relative_position_index'] = index.clone()
+        out[l + 'gamma_1'] = sd.get(b + 'ls1.gamma', torch.ones(dim))
+        out[l + 'gamma_2'] = sd.get(b + 'ls2.gamma', torch.ones(dim))
+    return out
+
+
+def _mmseg(sd, meta, task_sd=None):
+    """An encoder: ``{'state_dict': backbone}`` for the config's ``pretrained=`` (mmsegmentation loads it into the
+    backbone itself). A segmenter this suite trained: its whole model, ``backbone.*``, ``neck.*``,
+    ``decode_head.*``, ``auxiliary_head.*``, as mmsegmentation's own checkpoints hold it."""
+    backbone = _mmseg_backbone(sd, meta.get('num_heads') or _heads_for(sd))
+    if not task_sd or meta.get('encoder_prefix') != 'backbone.':
+        return {'state_dict': backbone}
+    rest = {k: v for k, v in task_sd.items() if k.startswith(('neck.', 'decode_head.', 'auxiliary_head.'))}
+    return {'state_dict': {**{f'backbone.{k}': v for k, v in backbone.items()}, **rest}}
 
 
 EXPORT_FORMATS = ('ours', 'fb_mae', 'timm', 'hf_vitmae', 'vitdet', 'mmseg')
@@ -460,7 +486,7 @@ EXPORT_FORMATS = ('ours', 'fb_mae', 'timm', 'hf_vitmae', 'vitdet', 'mmseg')
 
 def export(src, dst, to: str, arch=None, allow_pickle=False):
     """Convert checkpoint ``src`` (any readable format) to ``to`` at ``dst``; written atomically."""
-    sd, fmt, meta, _ = read_checkpoint(src, allow_pickle)
+    sd, fmt, meta, task_sd = read_checkpoint(src, allow_pickle)
     meta = {**meta, 'arch': meta.get('arch') or arch or infer_arch(sd, src)}
     if meta['arch'] is None:
         raise CheckpointError(f'{src}: cannot infer the arch from its shapes; pass --arch')
@@ -477,9 +503,9 @@ def export(src, dst, to: str, arch=None, allow_pickle=False):
     if to == 'hf_vitmae':
         return export_hf(sd, meta, dst)
     if to == 'vitdet':
-        return save_checkpoint({'model': _vitdet(sd)}, dst)
+        return save_checkpoint({'model': _vitdet(sd, task_sd)}, dst)
     if to == 'mmseg':
-        return save_checkpoint({'state_dict': _mmseg(sd), 'meta': {'source': str(src)}}, dst)
+        return save_checkpoint({**_mmseg(sd, meta, task_sd), 'meta': {'source': str(src)}}, dst)
     raise CheckpointError(f'unknown export format {to!r}; expected one of {EXPORT_FORMATS}')
 
 

@@ -2,6 +2,7 @@
 CPU, the Runner's arguments, loaders, schedules, precision, resuming the run's own checkpoints on torch >= 2.6,
 atomic training checkpoints, and the run itself (train then validate, or validate only)."""
 import contextlib
+import math
 import os
 import subprocess
 import time
@@ -12,7 +13,6 @@ import torch.distributed as dist
 from mmengine.dataset import DefaultSampler
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook, Hook, LoggerHook
-from mmengine.optim import CosineAnnealingLR, LinearLR
 from mmengine.runner import CheckpointLoader, find_latest_checkpoint
 from mmengine.runner import Runner as _Runner
 from mmengine.visualization import LocalVisBackend, TensorboardVisBackend, Visualizer
@@ -172,17 +172,42 @@ def runner_kwargs(work_dir, launcher, seed, resume, *, name='run', by_epoch=True
 
 
 # ==================================================================== schedules
-def build_schedulers(epochs: int, warmup_epochs: int):
-    """Linear warm-up then cosine to 0, both stepped every iteration (mmengine converts epochs to iters)."""
-    warmup_epochs = min(warmup_epochs, epochs)
-    scheds = []
-    if warmup_epochs:
-        scheds.append(dict(type=LinearLR, start_factor=1e-6, by_epoch=True, begin=0, end=warmup_epochs,
-                           convert_to_iter_based=True))
-    if epochs > warmup_epochs:
-        scheds.append(dict(type=CosineAnnealingLR, T_max=epochs - warmup_epochs, eta_min=0.0, by_epoch=True,
-                           begin=warmup_epochs, end=epochs, convert_to_iter_based=True))
-    return scheds
+class FbMaeLrSchedule(Hook):
+    """fb/mae's per-iteration lr (``util/lr_sched.adjust_learning_rate``, called by ``engine_pretrain`` and
+    ``engine_finetune`` before each step whose index in the epoch is a multiple of ``accum_iter``, at the fractional
+    epoch ``step / len(loader) + epoch``): ``peak * epoch / warmup`` during the warm-up, then a half-cycle cosine
+    from ``peak`` to ``min_lr``; each param group gets that times its ``lr_scale`` (layer decay). A function of
+    the iteration only, so a resumed run sets the same rates. (mmengine's ``LinearLR`` reaches the peak one
+    iteration early and its cosine steps differently.)"""
+    priority = 'VERY_HIGH'
+
+    def __init__(self, peak: float, warmup_epochs: float, epochs: int, min_lr: float = 0.0, accum_iter: int = 1):
+        self.peak, self.warmup, self.epochs, self.min_lr, self.accum = peak, warmup_epochs, epochs, min_lr, accum_iter
+
+    def lr_at(self, epoch: float) -> float:
+        if epoch < self.warmup:
+            return self.peak * epoch / self.warmup
+        return self.min_lr + (self.peak - self.min_lr) * 0.5 * \
+            (1. + math.cos(math.pi * (epoch - self.warmup) / (self.epochs - self.warmup)))  # fb/mae's exact order
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if batch_idx % self.accum == 0:
+            lr = self.lr_at(runner.epoch + batch_idx / len(runner.train_dataloader))
+            for group in runner.optim_wrapper.optimizer.param_groups:
+                group['lr'] = lr * group.get('lr_scale', 1.0)
+
+
+class IterationLrSchedule(Hook):
+    """Sets every param group's lr to its base lr x ``factor(iteration)`` before each iteration (a function of the
+    iteration only, so a resumed run sets the same rates)."""
+    priority = 'VERY_HIGH'
+
+    def __init__(self, factor):
+        self.factor = factor
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        for group in runner.optim_wrapper.optimizer.param_groups:
+            group['lr'] = group.setdefault('base_lr', group['lr']) * self.factor(runner.iter)
 
 
 # ==================================================================== data loading

@@ -78,10 +78,11 @@ def pretrain(cfg: Config, work_dir, data_root=None, resume=False, launcher='none
     kwargs = engine.runner_kwargs(work_dir, launcher, cfg.seed, resume, name='pretrain', cfg=cfg.to_dict(),
                                   checkpoint_interval=cfg.get('checkpoint_interval', 1),
                                   log_interval=cfg.get('log_interval', 10))
-    engine.run(PretrainModel(model, cfg.model.mask_ratio, bf16), kwargs, loader, hooks=[stats],
+    schedule = engine.FbMaeLrSchedule(lr, cfg.schedule.warmup_epochs, cfg.schedule.epochs,
+                                      cfg.schedule.get('min_lr', 0.0))
+    engine.run(PretrainModel(model, cfg.model.mask_ratio, bf16), kwargs, loader, hooks=[schedule, stats],
                train_cfg=dict(by_epoch=True, max_epochs=cfg.schedule.epochs, val_interval=10 ** 9),
-               optim_wrapper=OptimWrapper(optimizer, clip_grad=None),
-               param_scheduler=engine.build_schedulers(cfg.schedule.epochs, cfg.schedule.warmup_epochs))
+               optim_wrapper=OptimWrapper(optimizer, clip_grad=None))
     if rank != 0:
         return None, None
     meta = {**pretrain_meta(cfg), 'num_heads': model.blocks[0].attn.num_heads, 'total_batch': total_batch,

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import Attention as TimmAttention
-from timm.layers import PatchEmbed, resample_abs_pos_embed
+from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block as TimmBlock
 
 from .errors import ConfigError
@@ -68,11 +68,16 @@ def window_unpartition(x: torch.Tensor, window: int, padded_hw, hw) -> torch.Ten
 
 
 def resample_pos_table(table: torch.Tensor, grid_hw) -> torch.Tensor:
-    """A square position table ``[1, 1+n*n, D]`` (cls slot first) for a ``grid_hw`` grid: bicubic, cls kept."""
+    """A square position table ``[1, 1+n*n, D]`` (cls slot first) for a ``grid_hw`` grid: the cls slot kept, the
+    grid resampled bicubic with ``align_corners=False`` and no antialiasing, as fb/mae's
+    ``util/pos_embed.interpolate_pos_embed`` and detectron2's ``get_abs_pos`` do (timm's
+    ``resample_abs_pos_embed`` antialiases by default, which gives another table)."""
     old = int(round((table.shape[1] - 1) ** 0.5))
     if tuple(grid_hw) == (old, old):
         return table
-    return resample_abs_pos_embed(table, list(grid_hw), [old, old], num_prefix_tokens=1)
+    grid = table[:, 1:].reshape(1, old, old, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=tuple(grid_hw), mode='bicubic', align_corners=False)
+    return torch.cat([table[:, :1], grid.permute(0, 2, 3, 1).flatten(1, 2)], dim=1)
 
 
 # Parameters a task adds to a pre-trained encoder; a checkpoint without them leaves them at their initial value
@@ -87,6 +92,19 @@ def _resize_table(table: torch.Tensor, size) -> torch.Tensor:
     mode = 'linear' if table.dim() == 2 else 'bilinear'
     moved = table.movedim(-1, 0).unsqueeze(0).float()
     return F.interpolate(moved, size=tuple(size), mode=mode, align_corners=False)[0].movedim(0, -1).to(table.dtype)
+
+
+def beit_relative_position_index(h: int, w: int) -> torch.Tensor:
+    """[1+hw, 1+hw] indices into a ``relative_position_bias_table`` of (2h-1)(2w-1) + 3 rows, laid out as BEiT and
+    mmsegmentation's ``BEiTAttention`` lay them out (its ``relative_position_index`` buffer): patch i to patch j
+    at (dy + h - 1) * (2w - 1) + (dx + w - 1); then cls-to-patch, patch-to-cls, cls-to-cls."""
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')
+    ys, xs = ys.flatten(), xs.flatten()
+    n = (2 * h - 1) * (2 * w - 1)
+    index = torch.empty(1 + h * w, 1 + h * w, dtype=torch.long)
+    index[1:, 1:] = (ys[:, None] - ys[None] + h - 1) * (2 * w - 1) + (xs[:, None] - xs[None] + w - 1)
+    index[0, :], index[:, 0], index[0, 0] = n, n + 1, n + 2
+    return index
 
 
 class Attention(TimmAttention):
@@ -132,15 +150,8 @@ class Attention(TimmAttention):
         n = table.shape[0] - 3
         side = int(round(n ** 0.5))  # tables are made for square grids
         spans = _resize_table(table[:n].view(side, side, -1), (2 * h - 1, 2 * w - 1)).flatten(0, 1)
-        ys, xs = torch.meshgrid(torch.arange(h, device=q.device), torch.arange(w, device=q.device), indexing='ij')
-        ys, xs = ys.flatten(), xs.flatten()
-        index = (ys[:, None] - ys[None] + h - 1) * (2 * w - 1) + (xs[:, None] - xs[None] + w - 1)
-        bias = spans[index]  # [hw, hw, heads]
-        if prefix:
-            cls_to_patch, patch_to_cls, cls_to_cls = table[n:]
-            L = h * w
-            bias = torch.cat([torch.cat([cls_to_cls.view(1, 1, -1), cls_to_patch.expand(1, L, -1)], 1),
-                              torch.cat([patch_to_cls.expand(L, 1, -1), bias], 1)], 0)
+        bias = torch.cat([spans, table[n:]])[beit_relative_position_index(h, w).to(q.device)]  # [1+hw, 1+hw, heads]
+        bias = bias if prefix else bias[1:, 1:]
         return bias.permute(2, 0, 1).unsqueeze(0).to(q.dtype)
 
     def forward(self, x, grid=None):
@@ -189,13 +200,15 @@ class VisionTransformer(nn.Module):
     token is then dropped after the position embedding, since a window has no place for it.
     ``rel_pos`` ('decomposed' or 'bias', see :class:`Attention`) and ``layer_scale_init`` are what detection and
     segmentation add to a pre-trained encoder; both start where the block computes what it did.
+    ``pos_grid``: the grid of the absolute position table (default: the image's), resampled to the input's grid on
+    every forward; detectron2's ViTDet keeps the pre-training table (14 x 14) and resamples it so.
     ``initialize=False`` leaves the weights to a subclass that initialises once when it is complete.
     """
 
     def __init__(self, img_size=224, patch_size=16, in_chans=3, embed_dim=768, depth=12, num_heads=12,
                  mlp_ratio=4.0, num_classes=0, global_pool=False, drop_path_rate=0.0, learnable_pos=False,
                  window_size=0, global_blocks: Sequence[int] = (), norm_eps=1e-6, rel_pos: str = None,
-                 layer_scale_init: float = None, initialize=True):
+                 layer_scale_init: float = None, pos_grid=None, initialize=True):
         super().__init__()
         norm_layer = partial(nn.LayerNorm, eps=norm_eps)
         self.patch_size, self.embed_dim, self.in_chans = patch_size, embed_dim, in_chans
@@ -205,7 +218,8 @@ class VisionTransformer(nn.Module):
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, strict_img_size=False)
         self.grid_size = self.patch_embed.grid_size
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(sincos_pos_embed(embed_dim, *self.grid_size), requires_grad=learnable_pos)
+        self.pos_grid = tuple(pos_grid or self.grid_size)
+        self.pos_embed = nn.Parameter(sincos_pos_embed(embed_dim, *self.pos_grid), requires_grad=learnable_pos)
         dpr = torch.linspace(0, drop_path_rate, depth).tolist()  # stochastic depth decay rule
         windows = [window_size if window_size and i not in self.global_blocks else 0 for i in range(depth)]
         self.blocks = nn.ModuleList([

@@ -99,3 +99,23 @@ def test_all_goes_on_past_a_failing_benchmark_and_exits_non_zero(tiny_checkpoint
     assert re.search(r'^inat2019\s+failed: RuntimeError: this benchmark is broken', out, re.M)
     assert re.search(r'^in1k_linprobe\s+finished\s+top1', out, re.M)
     assert [r['benchmark'] for r in read_records(tmp_path / 'r')] == ['in1k_linprobe']
+
+
+@pytest.mark.parametrize('name, size, trained', [
+    ('imagenet_c', 15 * 5 * 20, 'in1k_finetune'), ('imagenet_a', 80, 'in1k_finetune'),
+    ('coco_maskrcnn', 12, 'coco_maskrcnn'), ('ade20k_upernet', 8, 'ade20k_upernet')])
+def test_a_run_on_exactly_the_published_evaluation_set_is_recorded_full(name, size, trained, smoke_all, tmp_path,
+                                                                        monkeypatch):
+    """The published sets cannot be made here, so the registry entry's published size is set to the generated
+    set's: the record must then say 'full' (ImageNet-C with its 4 extra corruptions present included; the
+    classification family's full path is in test_architecture)."""
+    records = smoke_all[0]
+    bench = dataclasses.replace(registry.BENCHMARKS[name], eval_size=size)
+    monkeypatch.setattr(cli, 'BENCHMARKS', {**registry.BENCHMARKS, name: bench})
+    monkeypatch.chdir(tmp_path)
+    args = [name, '--checkpoint', records[trained]['model']['finetuned_checkpoint'], '--data-root',
+            records[name]['config']['dataset']['root'], '--config', str(bench.smoke_config), '--records-dir',
+            str(tmp_path / 'r')] + (['--eval-only'] if name == trained else [])
+    assert cli.main(args) == 0
+    (rec,) = [read_record(p) for p in (tmp_path / 'r').glob('*/*.json')]
+    assert rec['data']['subset'] == 'full' and rec['data']['num_images'] == size

@@ -116,6 +116,48 @@ def test_aligned_roi_align_pools_where_the_box_lies():
     assert unaligned.mean().item() == pytest.approx(22.0, abs=1e-4)
 
 
+def test_box_losses_are_l1_and_mask_targets_aligned_as_vitdet():
+    """detectron2's ViTDet: ``smooth_l1_beta = 0`` in the RPN and the box head (L1, summed, over the sampled count)
+    and mask targets cropped with ``ROIAlign(aligned=True)``; torchvision's own (beta 1/9, unaligned) outside."""
+    from torchvision.models.detection import roi_heads
+    from torchvision.ops import roi_align
+    g = torch.Generator().manual_seed(0)
+    logits, deltas = torch.randn(6, 3, generator=g), torch.randn(6, 12, generator=g)
+    labels, targets = [torch.tensor([1, 2, 0, 1, 0, 2])], [torch.randn(6, 4, generator=g) * 0.05]
+    pos = labels[0] > 0
+    l1 = (deltas.view(6, 3, 4)[pos, labels[0][pos]] - targets[0][pos]).abs().sum() / 6
+    with det.vitdet_losses():
+        _, box_loss = roi_heads.fastrcnn_loss(logits, deltas, labels, targets)
+    assert torch.allclose(box_loss, l1)
+    _, torchvision_loss = roi_heads.fastrcnn_loss(logits, deltas, labels, targets)
+    assert not torch.allclose(torchvision_loss, l1)  # restored after the step
+    model = det.build_detector(vit('vit_toy_patch16', img_size=128), 3, ConfigDict(CFG, test_score_thresh=0.05))
+    objectness, rpn_deltas = torch.randn(8, generator=g), torch.randn(8, 4, generator=g)
+    rpn_labels, rpn_targets = [torch.tensor([1., 1., 1., 0., 0., 0., 0., 0.])], [torch.randn(8, 4, generator=g) * 0.05]
+    with det.vitdet_losses():
+        _, rpn_loss = model.rpn.compute_loss(objectness, rpn_deltas, rpn_labels, rpn_targets)
+    assert torch.allclose(rpn_loss, (rpn_deltas[:3] - rpn_targets[0][:3]).abs().sum() / 8)
+    masks, boxes = (torch.rand(1, 32, 32, generator=g) > 0.5).float(), [torch.tensor([[3.0, 5.0, 20.0, 27.0]])]
+    with det.vitdet_losses():
+        aligned = roi_heads.project_masks_on_boxes(masks, boxes[0], torch.tensor([0]), 7)
+    rois = torch.cat([torch.zeros(1, 1), boxes[0]], 1)
+    assert torch.equal(aligned, roi_align(masks[:, None], rois, (7, 7), 1.0, aligned=True)[:, 0])
+
+
+def test_images_are_padded_to_the_square_as_vitdet():
+    model = det.build_detector(vit('vit_toy_patch16', img_size=128), 3, ConfigDict(CFG, test_score_thresh=0.05))
+    images, _ = model.transform([torch.rand(3, 60, 128), torch.rand(3, 128, 40)])
+    assert images.tensors.shape == (2, 3, 128, 128) and images.image_sizes == [(60, 128), (128, 40)]
+
+
+def test_the_lr_factor_is_detectrons_warmup_times_steps():
+    """detectron2 ``solver/lr_scheduler.py``: ``WarmupParamScheduler`` (linear, factor 0.001) over
+    ``MultiStepParamScheduler([1, 0.1, 0.01], milestones)``, evaluated by ``LRMultiplier`` at ``iter / max_iter``."""
+    f = lambda it: det.vitdet_lr_factor(it, warmup_iters=250, steps=(163889, 177546))
+    assert f(0) == pytest.approx(0.001) and f(125) == pytest.approx(0.001 * 0.5 + 0.5) and f(250) == 1.0
+    assert f(163888) == 1.0 and f(163889) == pytest.approx(0.1) and f(177546) == pytest.approx(0.01)
+
+
 def test_smoke_run_learns_and_writes_a_record(smoke_all):
     rec = smoke_all[0]['coco_maskrcnn']
     assert rec['family'] == 'detection' and rec['data']['subset'] == 'smoke' and rec['data']['num_images'] == 12

@@ -13,7 +13,7 @@ from transfer.datasets import smoke
 def test_a_perfect_prediction_scores_100_and_ignored_pixels_do_not_count():
     label = torch.tensor([[0, 0, 1], [1, 2, 255]])
     pred = torch.tensor([[0, 0, 1], [1, 2, 0]])  # the ignored pixel's prediction is irrelevant
-    out = seg.miou_from_confusion(seg.confusion(pred, label, 4))
+    out = seg.miou_from_areas(seg.intersect_and_union(pred, label, 4))
     assert out['mIoU'] == 100.0 and out['aAcc'] == 100.0 and 'IoU.3' not in out  # class 3 absent: not averaged
 
 
@@ -22,9 +22,22 @@ def test_known_confusions_give_the_hand_computed_miou():
     pred = torch.tensor([0, 0, 0, 1, 1, 0, 1, 1])
     # class 0: intersection 3, union 3 + 1 (pred 0 on a 1) + 1 (a 0 predicted 1) = 5 -> 0.6
     # class 1: intersection 1, union 1 + 1 + 1 = 3 -> 1/3 ; accuracy 4 of 6
-    out = seg.miou_from_confusion(seg.confusion(pred, label, 2))
+    out = seg.miou_from_areas(seg.intersect_and_union(pred, label, 2))
     assert out['IoU.0'] == pytest.approx(60.0) and out['IoU.1'] == pytest.approx(100 / 3)
     assert out['mIoU'] == pytest.approx((60.0 + 100 / 3) / 2) and out['aAcc'] == pytest.approx(400 / 6)
+
+
+def test_images_the_sampler_repeats_to_even_out_ranks_are_not_counted_twice():
+    """7 val images on 3 ranks: mmengine's DefaultSampler repeats images 0 and 1 so that every rank gets 3, and
+    its result gathering orders them [0..6, 0, 1] before cutting to ``size``; the metric must count each image
+    once (a matrix summed on each rank and all-reduced counted 0 and 1 twice)."""
+    g = torch.Generator().manual_seed(1)
+    images = [(torch.randint(0, 5, (6, 6), generator=g), torch.randint(0, 5, (6, 6), generator=g)) for _ in range(7)]
+    once, padded = seg.IoUMetric(5), seg.IoUMetric(5)
+    once.process(None, images)
+    padded.process(None, images + images[:2])
+    assert padded.evaluate(7) == once.evaluate(7) != seg.IoUMetric(5).compute_metrics(padded.results or
+                                                                                     [seg.intersect_and_union(p, l, 5) for p, l in images + images[:2]])
 
 
 def test_miou_summed_over_images_agrees_with_torchmetrics():
@@ -35,8 +48,7 @@ def test_miou_summed_over_images_agrees_with_torchmetrics():
         lab[torch.rand(lab.shape, generator=g) < 0.1] = 255
     preds = [torch.where(torch.rand(l.shape, generator=g) < 0.7, l.clamp(max=5), torch.randint(0, 6, l.shape, generator=g))
              for l in labels]
-    cm = sum(seg.confusion(p, l, 6) for p, l in zip(preds, labels))
-    ours = seg.miou_from_confusion(cm)
+    ours = seg.miou_from_areas(sum(seg.intersect_and_union(p, l, 6) for p, l in zip(preds, labels)))
     metric = MulticlassJaccardIndex(num_classes=6, average='macro', ignore_index=255)
     for p, l in zip(preds, labels):
         metric.update(p, l)
@@ -65,7 +77,7 @@ def test_the_pyramid_has_strides_4_to_32_at_512():
         feats = model.pyramid(torch.randn(1, 3, 512, 512))
     assert [tuple(f.shape[2:]) for f in feats] == [(128, 128), (64, 64), (32, 32), (16, 16)]
     names = [n for n, _ in model.named_parameters()]
-    for key in ('neck.fpn1.0.weight', 'decode_head.psp_modules.0.1.conv.weight', 'decode_head.bottleneck.bn.weight',
+    for key in ('neck.upsample_4x.0.weight', 'decode_head.psp_modules.0.1.conv.weight', 'decode_head.bottleneck.bn.weight',
                 'decode_head.lateral_convs.2.conv.weight', 'decode_head.fpn_bottleneck.conv.weight',
                 'decode_head.conv_seg.weight', 'auxiliary_head.convs.0.conv.weight', 'auxiliary_head.conv_seg.bias'):
         assert key in names, key

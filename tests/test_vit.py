@@ -174,3 +174,24 @@ def test_a_window_block_with_padding_is_detectron2s_vitdet_block():
         reference = x1 + F.linear(hidden, blk.mlp.fc2.weight, blk.mlp.fc2.bias)
         ours = blk(x.view(B, H * W, C), (H, W)).view(B, H, W, C)
     assert (ours - reference).abs().max() <= 1e-5 * reference.abs().max()
+
+
+@pytest.mark.parametrize('old, new', [(14, 28), (14, 64), (14, 32), (16, 7)])
+def test_position_table_resampling_is_fb_maes_interpolate_pos_embed(old, new):
+    """fb/mae ``util/pos_embed.py`` ``interpolate_pos_embed`` (commit a9f5c70), step by step: the extra (cls) token
+    kept, the grid reshaped to [1, D, n, n], ``F.interpolate(mode='bicubic', align_corners=False)``, flattened
+    back. detectron2's ``get_abs_pos`` takes the same steps. timm's default (antialiased bicubic, another kernel
+    even when enlarging) differs by ~4 % of the table's range."""
+    import torch.nn.functional as F
+    from timm.layers import resample_abs_pos_embed
+
+    from mae_core.vit import resample_pos_table
+    torch.manual_seed(0)
+    table = torch.randn(1, 1 + old * old, 32)
+    extra, pos = table[:, :1], table[:, 1:]
+    pos = pos.reshape(-1, old, old, 32).permute(0, 3, 1, 2)
+    pos = F.interpolate(pos, size=(new, new), mode='bicubic', align_corners=False)
+    reference = torch.cat((extra, pos.permute(0, 2, 3, 1).flatten(1, 2)), dim=1)
+    assert torch.equal(resample_pos_table(table, (new, new)), reference)
+    timm_default = resample_abs_pos_embed(table, [new, new], [old, old], num_prefix_tokens=1)
+    assert (timm_default - reference).abs().max() > 0.02 * (reference.max() - reference.min())

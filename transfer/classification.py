@@ -170,8 +170,8 @@ def run(bench, cfg, ctx) -> Outcome:
                                                 source=str(train.root))
         lr = optim.scaled_lr(cfg.optim.blr, cfg.batch_size, accum)
         plan.train_args = dict(train_cfg=dict(by_epoch=True, max_epochs=cfg.epochs, val_interval=cfg.epochs),
-                               optim_wrapper=optim.build_optim_wrapper(vit, cfg.optim, lr, accum),
-                               param_scheduler=engine.build_schedulers(cfg.epochs, cfg.warmup_epochs))
+                               optim_wrapper=optim.build_optim_wrapper(vit, cfg.optim, lr, accum))
+        plan.train_hooks = [engine.FbMaeLrSchedule(lr, cfg.warmup_epochs, cfg.epochs, cfg.min_lr, accum)]
         if cfg.protocol != 'linprobe':
             plan.save_as, plan.save_module = 'finetuned.pth', vit
             plan.save_meta = dict(num_classes=num_classes, global_pool=vit.global_pool, img_size=cfg.img_size,

@@ -1,13 +1,16 @@
 """COCO detection and instance segmentation (Table 4): torchvision's Mask R-CNN with our ViT as backbone and
 ViTDet's simple feature pyramid (FACTS.md §5), evaluated with pycocotools (APbox, APmask).
 
-Differences from detectron2's ViTDet that remain (also listed in eval_configs/coco_maskrcnn.py): torchvision's box
-regression loss is smooth-L1 with beta 1/9 (detectron2: L1), images are padded to a multiple of 32 per batch
-instead of to a 1024 square, and mask targets are cropped with torchvision's unaligned RoIAlign."""
+As detectron2's ViTDet (``modeling/backbone/vit.py``, ``projects/ViTDet``): the backbone (window blocks padded
+after ``norm1``, decomposed relative position, the pre-training position table resampled each forward), the
+simple feature pyramid with its names, aligned RoIAlign, L1 box losses, aligned mask targets and square padding.
+torchvision's heads keep their own parameter names."""
 import contextlib
 import copy
 import io
+import types
 from collections import OrderedDict
+from functools import partial
 
 import numpy as np
 import torch
@@ -15,7 +18,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.evaluator import BaseMetric, Evaluator
 from mmengine.model import BaseModel
-from mmengine.optim import LinearLR, MultiStepLR
 from pycocotools import mask as mask_util
 from pycocotools.cocoeval import COCOeval
 from torchvision.models.convnext import LayerNorm2d
@@ -23,7 +25,9 @@ from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection import roi_heads, rpn
 from torchvision.models.detection.rpn import RPNHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 from torchvision.ops.poolers import _setup_scales
 
@@ -36,32 +40,44 @@ from .task import Outcome, TrainPlan, execute, iteration_train_args, load_task_w
 
 
 # ==================================================================== model
-def conv_ln(cin, cout, k):
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), LayerNorm2d(cout))
+LayerNorm = partial(LayerNorm2d, eps=1e-6)  # detectron2's channels-first LayerNorm ("LN" in ViTDet's configs)
+
+
+class ConvNorm(nn.Conv2d):
+    """detectron2's ``Conv2d(..., bias=False, norm=LN)``: the same parameter names (``weight``, ``norm.*``)."""
+
+    def __init__(self, cin, cout, k):
+        super().__init__(cin, cout, k, padding=k // 2, bias=False)
+        self.norm = LayerNorm(cout)
+
+    def forward(self, x):
+        return self.norm(super().forward(x))
 
 
 class SimpleFeaturePyramid(nn.Module):
-    """ViTDet's pyramid from the last stride-16 map (``variant='vitdet'``), or the MAE paper's: four equal block
-    subsets, each rescaled (``variant='mae'``). Strides 4, 8, 16, 32 (+ 'pool', 64), 256 channels, LayerNorm."""
+    """ViTDet's simple feature pyramid (detectron2 ``modeling/backbone/vit.py`` ``SimpleFeaturePyramid`` with scale
+    factors 4, 2, 1, 0.5 and ``LastLevelMaxPool``), with its submodule names ``simfp_2`` ... ``simfp_5``: from the
+    last stride-16 map (``variant='vitdet'``), or the MAE paper's variant, where each level takes the map after
+    its own quarter of the blocks (``variant='mae'``). Strides 4, 8, 16, 32 and 'pool' (64)."""
 
     def __init__(self, vit, variant='vitdet', out_channels=256):
         super().__init__()
-        dim, depth = vit.embed_dim, len(vit.blocks)
-        self.vit, self.variant, self.out_channels = vit, variant, out_channels
+        dim, depth, out = vit.embed_dim, len(vit.blocks), out_channels
+        self.vit, self.variant, self.out_channels = vit, variant, out
         self.out_blocks = (depth - 1,) * 4 if variant == 'vitdet' else tuple(max(depth * (i + 1) // 4 - 1, 0) for i in range(4))
-        self.scale4 = nn.Sequential(nn.ConvTranspose2d(dim, dim // 2, 2, 2), LayerNorm2d(dim // 2), nn.GELU(),
-                                    nn.ConvTranspose2d(dim // 2, dim // 4, 2, 2))
-        self.scale8 = nn.ConvTranspose2d(dim, dim // 2, 2, 2)
-        self.scale16 = nn.Identity()
-        self.scale32 = nn.MaxPool2d(2)
-        self.outputs = nn.ModuleList([nn.Sequential(conv_ln(c, out_channels, 1), conv_ln(out_channels, out_channels, 3))
-                                      for c in (dim // 4, dim // 2, dim, dim)])
+        self.simfp_2 = nn.Sequential(nn.ConvTranspose2d(dim, dim // 2, 2, 2), LayerNorm(dim // 2), nn.GELU(),
+                                     nn.ConvTranspose2d(dim // 2, dim // 4, 2, 2),
+                                     ConvNorm(dim // 4, out, 1), ConvNorm(out, out, 3))
+        self.simfp_3 = nn.Sequential(nn.ConvTranspose2d(dim, dim // 2, 2, 2), ConvNorm(dim // 2, out, 1),
+                                     ConvNorm(out, out, 3))
+        self.simfp_4 = nn.Sequential(ConvNorm(dim, out, 1), ConvNorm(out, out, 3))
+        self.simfp_5 = nn.Sequential(nn.MaxPool2d(2, 2), ConvNorm(dim, out, 1), ConvNorm(out, out, 3))
 
     def forward(self, x):
         maps = self.vit.forward_intermediates(x, self.out_blocks)
-        levels = [op(m) for op, m in zip((self.scale4, self.scale8, self.scale16, self.scale32), maps)]
-        feats = OrderedDict((str(i), out(f)) for i, (out, f) in enumerate(zip(self.outputs, levels)))
-        feats['pool'] = F.max_pool2d(feats['3'], 1, 2)  # p6
+        stages = (self.simfp_2, self.simfp_3, self.simfp_4, self.simfp_5)
+        feats = OrderedDict((str(i), stage(m)) for i, (stage, m) in enumerate(zip(stages, maps)))
+        feats['pool'] = F.max_pool2d(feats['3'], 1, 2)  # LastLevelMaxPool: p6
         return feats
 
 
@@ -84,6 +100,40 @@ class AlignedRoIAlign(MultiScaleRoIAlign):
         return out
 
 
+class SquarePadTransform(GeneralizedRCNNTransform):
+    """torchvision's resize (longest side to ``image_size``) and normalisation; the batch is then zero-padded to
+    an ``image_size`` square, as detectron2's ViTDet pads (``square_pad``), not to its largest image rounded up
+    to 32."""
+
+    def batch_images(self, images, size_divisible=32):
+        side = self.max_size
+        batched = images[0].new_zeros(len(images), images[0].shape[0], side, side)
+        for img, out in zip(images, batched):
+            out[:, :img.shape[1], :img.shape[2]].copy_(img)
+        return batched
+
+
+_WITH_L1 = types.ModuleType('functional_with_l1_box_loss')
+_WITH_L1.__dict__.update(vars(F))
+_WITH_L1.smooth_l1_loss = lambda input, target, beta=1.0, reduction='mean': F.l1_loss(input, target, reduction=reduction)
+
+
+@contextlib.contextmanager
+def vitdet_losses():
+    """ViTDet's losses inside torchvision's Mask R-CNN, for one training step. torchvision hard-codes smooth-L1
+    with beta 1/9 for box regression (``rpn.RegionProposalNetwork.compute_loss``, ``roi_heads.fastrcnn_loss``) and
+    crops mask targets with unaligned RoIAlign (``roi_heads.project_masks_on_boxes``); detectron2's ViTDet uses L1
+    (``smooth_l1_beta = 0``) and ``ROIAlign(aligned=True)`` (``BitMasks.crop_and_resize``). Those two modules'
+    ``F`` and ``roi_align`` names are swapped for ones that compute that, and put back after."""
+    saved = rpn.F, roi_heads.F, roi_heads.roi_align
+    rpn.F = roi_heads.F = _WITH_L1
+    roi_heads.roi_align = partial(roi_align, aligned=True)
+    try:
+        yield
+    finally:
+        rpn.F, roi_heads.F, roi_heads.roi_align = saved
+
+
 def build_detector(vit, num_classes, cfg):
     """Mask R-CNN as ViTDet: 2-conv RPN, 4conv1fc box head and 4-conv mask head with LayerNorm, aligned RoIAlign
     with sampling ratio 0, 1000 RPN proposals after NMS in training; RoI sample sizes and test proposals from ``cfg``."""
@@ -91,19 +141,21 @@ def build_detector(vit, num_classes, cfg):
     backbone = SimpleFeaturePyramid(vit, cfg.pyramid, c)
     levels = ['0', '1', '2', '3']
     anchors = AnchorGenerator(tuple((s,) for s in cfg.anchor_sizes), ((0.5, 1.0, 2.0),) * 5)
-    return MaskRCNN(
+    model = MaskRCNN(
         backbone, num_classes=None, min_size=cfg.image_size, max_size=cfg.image_size,
         image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD), rpn_anchor_generator=anchors,
         rpn_head=RPNHead(c, 3, conv_depth=2), rpn_post_nms_top_n_train=1000,
         rpn_post_nms_top_n_test=cfg.rpn_post_nms_test, rpn_batch_size_per_image=cfg.rpn_batch_per_image,
         box_batch_size_per_image=cfg.box_batch_per_image,
         box_roi_pool=AlignedRoIAlign(levels, 7, sampling_ratio=0),
-        box_head=FastRCNNConvFCHead((c, 7, 7), [c] * 4, [1024], norm_layer=LayerNorm2d),
+        box_head=FastRCNNConvFCHead((c, 7, 7), [c] * 4, [1024], norm_layer=LayerNorm),
         box_predictor=FastRCNNPredictor(1024, num_classes + 1),
         mask_roi_pool=AlignedRoIAlign(levels, 14, sampling_ratio=0),
-        mask_head=MaskRCNNHeads(c, [c] * 4, 1, norm_layer=LayerNorm2d),
+        mask_head=MaskRCNNHeads(c, [c] * 4, 1, norm_layer=LayerNorm),
         mask_predictor=MaskRCNNPredictor(c, c, num_classes + 1),
         box_score_thresh=cfg.test_score_thresh, box_detections_per_img=100)
+    model.transform = SquarePadTransform(cfg.image_size, cfg.image_size, list(IMAGENET_MEAN), list(IMAGENET_STD))
+    return model
 
 
 class Detector(BaseModel):
@@ -116,7 +168,8 @@ class Detector(BaseModel):
     def forward(self, inputs, targets=None, seeds=None, data_samples=None, mode='tensor'):
         device = inputs[0].device.type
         if mode == 'loss':
-            with seeded_draws(int(seeds.sum()) % (2 ** 62)), engine.autocast_context(device, self.bf16):
+            with seeded_draws(int(seeds.sum()) % (2 ** 62)), engine.autocast_context(device, self.bf16), \
+                    vitdet_losses():
                 losses = self.detector(inputs, targets)
             return {k: v.float() for k, v in losses.items()}
         with engine.autocast_context(device, self.bf16):
@@ -178,13 +231,25 @@ class COCOMetric(BaseMetric):
 
 
 # ==================================================================== run
+def vitdet_lr_factor(it: int, warmup_iters: int, steps: tuple, warmup_factor: float = 0.001) -> float:
+    """detectron2's ``WarmupParamScheduler(MultiStepParamScheduler([1, 0.1, 0.01], milestones=steps),
+    warmup_factor=0.001, warmup_length=warmup_iters / max_iter)`` under ``LRMultiplier``, at iteration ``it``:
+    a linear ramp from 0.001 to 1 over the warm-up, times 0.1 for each step passed."""
+    value = 0.1 ** sum(it >= m for m in steps)
+    if it < warmup_iters:
+        alpha = it / warmup_iters
+        return value * (warmup_factor * (1 - alpha) + alpha)
+    return value
+
+
 def run(bench, cfg, ctx) -> Outcome:
     root = cfg.dataset.root
     val = COCODetection(root, 'val', cfg, train=False)
     torch.manual_seed(cfg.seed)
     global_blocks = cfg.global_blocks.get(ctx.encoder.arch) if isinstance(cfg.global_blocks, dict) else cfg.global_blocks
     vit = ctx.encoder.build(img_size=cfg.image_size, learnable_pos=True, drop_path_rate=cfg.drop_path,
-                            window_size=cfg.window_size, global_blocks=global_blocks or (), rel_pos=cfg.rel_pos)
+                            window_size=cfg.window_size, global_blocks=global_blocks or (), rel_pos=cfg.rel_pos,
+                            pos_grid=ctx.encoder.info['pos_grid'])  # the pre-training table, as detectron2 keeps it
     bf16 = engine.precision_is_bf16(cfg.precision)
     model = Detector(build_detector(vit, len(val.cats.ids), cfg), bf16)
     plan = TrainPlan(model, engine.val_loader(val, cfg.eval_batch_size, cfg.num_workers, collate),
@@ -196,11 +261,9 @@ def run(bench, cfg, ctx) -> Outcome:
         train = COCODetection(root, 'train', cfg, train=True)
         plan.train_loader = engine.train_loader(train, cfg.batch_size, cfg.num_workers, cfg.seed, collate,
                                                 endless=True, source=f'{root}/train2017')
-        warm = min(cfg.warmup_iters, cfg.max_iters)  # ViTDet: linear warm-up from 1e-3, then steps of 0.1
-        plan.train_args = iteration_train_args(model, vit, cfg, [
-            dict(type=LinearLR, start_factor=1e-3, by_epoch=False, begin=0, end=warm),
-            dict(type=MultiStepLR, milestones=list(cfg.lr_steps), gamma=0.1, by_epoch=False, begin=0,
-                 end=cfg.max_iters)])
+        plan.train_args = iteration_train_args(model, vit, cfg, [])
+        plan.train_hooks = [engine.IterationLrSchedule(partial(vitdet_lr_factor, warmup_iters=cfg.warmup_iters,
+                                                               steps=tuple(cfg.lr_steps)))]
         plan.save_as, plan.save_module = 'detector.pth', model
         plan.save_meta = dict(task=bench.name, encoder_prefix='detector.backbone.vit.')
     metrics, extra = execute(bench.name, cfg, ctx, plan)

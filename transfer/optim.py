@@ -80,8 +80,8 @@ def build_optim_wrapper(model_vit, optim: dict, lr: float, accum_iter: int = 1) 
             groups = layer_decay_groups(model_vit, optim['weight_decay'], optim['layer_decay'])
         else:
             groups = param_groups_weight_decay(model_vit, optim['weight_decay'], model_vit.no_weight_decay())
-        for g in groups:
-            g['lr'] = lr * g.pop('lr_scale', 1.0)
+        for g in groups:  # the schedule sets lr x lr_scale every iteration, as fb/mae does
+            g['lr'] = lr * g.get('lr_scale', 1.0)
         opt = torch.optim.AdamW(groups, lr=lr, betas=tuple(optim.get('betas', (0.9, 0.999))))
     elif kind == 'lars':
         opt = LARS([p for p in model_vit.parameters() if p.requires_grad], lr=lr,

@@ -1,11 +1,10 @@
 """ADE20K semantic segmentation (Table 5): our encoder + Feature2Pyramid + UperNet, the architecture of
 mmsegmentation's MAE config (FACTS.md §6) written on torch, with mmsegmentation's parameter names
-(``neck.fpn1``, ``decode_head.psp_modules``, ``decode_head.lateral_convs``, ``auxiliary_head.convs`` ...).
+(``neck.upsample_4x``, ``decode_head.psp_modules``, ``decode_head.lateral_convs``, ``auxiliary_head.convs`` ...).
 
 Evaluation: sliding window at the ground truth's full resolution; mIoU from intersection and union summed over
 the whole val set (summed across ranks), averaged over the classes present, as mmsegmentation defines it."""
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.evaluator import BaseMetric, Evaluator
@@ -31,18 +30,20 @@ class ConvModule(nn.Sequential):
 
 
 class Feature2Pyramid(nn.Module):
-    """Four stride-16 maps -> strides 4, 8, 16, 32 (rescales 4, 2, 1, 0.5), channels unchanged."""
+    """mmsegmentation's ``Feature2Pyramid`` with rescales (4, 2, 1, 0.5) and its submodule names: four stride-16
+    maps -> strides 4, 8, 16, 32, channels unchanged."""
 
     def __init__(self, dim):
         super().__init__()
-        self.fpn1 = nn.Sequential(nn.ConvTranspose2d(dim, dim, 2, 2), nn.BatchNorm2d(dim), nn.GELU(),
-                                  nn.ConvTranspose2d(dim, dim, 2, 2))
-        self.fpn2 = nn.Sequential(nn.ConvTranspose2d(dim, dim, 2, 2))
-        self.fpn3 = nn.Identity()
-        self.fpn4 = nn.MaxPool2d(2, 2)
+        self.upsample_4x = nn.Sequential(nn.ConvTranspose2d(dim, dim, 2, 2), nn.BatchNorm2d(dim), nn.GELU(),
+                                         nn.ConvTranspose2d(dim, dim, 2, 2))
+        self.upsample_2x = nn.Sequential(nn.ConvTranspose2d(dim, dim, 2, 2))
+        self.identity = nn.Identity()
+        self.downsample_2x = nn.MaxPool2d(2, 2)
 
     def forward(self, maps):
-        return [op(x) for op, x in zip((self.fpn1, self.fpn2, self.fpn3, self.fpn4), maps)]
+        ops = (self.upsample_4x, self.upsample_2x, self.identity, self.downsample_2x)
+        return [op(x) for op, x in zip(ops, maps)]
 
 
 class UPerHead(nn.Module):
@@ -146,45 +147,41 @@ def slide_inference(model, img, crop: int, stride: int):
 
 
 # ==================================================================== metric
-def confusion(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """[K, K] counts of (label, prediction) over pixels whose label is not ignored."""
+def intersect_and_union(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """One image's per-class areas [4, K]: intersection, union, prediction, label, over the pixels whose label
+    is not ignored (mmsegmentation's ``IoUMetric.intersect_and_union``)."""
     keep = label != IGNORE
-    idx = label[keep].long() * num_classes + pred[keep].long()
-    return torch.bincount(idx, minlength=num_classes ** 2).view(num_classes, num_classes)
+    pred, label = pred[keep].long(), label[keep].long()
+    count = lambda x: torch.bincount(x, minlength=num_classes)[:num_classes]
+    inter, area_pred, area_label = count(pred[pred == label]), count(pred), count(label)
+    return torch.stack([inter, area_pred + area_label - inter, area_pred, area_label])
 
 
-def miou_from_confusion(cm: torch.Tensor) -> dict:
-    """mIoU (mean over classes with a non-empty union), aAcc and per-class IoU, in percent."""
-    cm = cm.double()
-    inter, union = cm.diag(), cm.sum(0) + cm.sum(1) - cm.diag()
+def miou_from_areas(areas: torch.Tensor) -> dict:
+    """Areas [4, K] summed over the val set -> mIoU (mean over classes with a non-empty union), aAcc and per-class
+    IoU, in percent (mmsegmentation's ``total_area_to_metrics``)."""
+    inter, union, _, area_label = areas.double()
     iou = inter / union  # nan where a class is neither in the labels nor predicted
-    out = {'mIoU': 100 * float(torch.nanmean(iou)), 'aAcc': 100 * float(inter.sum() / cm.sum())}
+    out = {'mIoU': 100 * float(torch.nanmean(iou)), 'aAcc': 100 * float(inter.sum() / area_label.sum())}
     out.update({f'IoU.{k}': 100 * float(v) for k, v in enumerate(iou) if not torch.isnan(v)})
     return out
 
 
 class IoUMetric(BaseMetric):
-    """Sums the confusion matrix over the whole val set, across ranks, before any division."""
+    """Keeps each image's areas; mmengine gathers them from every rank, drops the images the sampler repeated to
+    even out the ranks, and the sums over the whole val set give the metrics."""
+    default_prefix = ''
 
     def __init__(self, num_classes):
         super().__init__()
-        self.num_classes, self.cm = num_classes, None
+        self.num_classes = num_classes
 
     def process(self, data_batch, data_samples):
         for pred, label in data_samples:
-            cm = confusion(pred.cpu(), label.cpu(), self.num_classes)
-            self.cm = cm if self.cm is None else self.cm + cm
-        self.results.append(0)  # mmengine counts results; the matrix is summed below
+            self.results.append(intersect_and_union(pred.cpu(), label.cpu(), self.num_classes))
 
-    def evaluate(self, size):
-        cm = self.cm if self.cm is not None else torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
-        if dist.is_initialized():
-            dist.all_reduce(cm)
-        self.cm, self.results = None, []
-        return miou_from_confusion(cm)
-
-    def compute_metrics(self, results):  # not used: evaluate() sums matrices instead of gathering results
-        raise NotImplementedError
+    def compute_metrics(self, results):
+        return miou_from_areas(torch.stack(results).sum(0))
 
 
 # ==================================================================== run

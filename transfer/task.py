@@ -44,6 +44,7 @@ class TrainPlan:
     evaluator: object
     train_loader: object = None
     train_args: dict = field(default_factory=dict)   # train_cfg, optim_wrapper, param_scheduler
+    train_hooks: list = field(default_factory=list)  # e.g. the lr schedule of fb/mae's recipes
     by_epoch: bool = True
     checkpoint_interval: int = 1
     save_as: str = None             # file name in the work dir for the trained model (None: not saved)
@@ -58,7 +59,7 @@ def execute(name: str, cfg, ctx: RunContext, plan: TrainPlan):
                                   checkpoint_interval=plan.checkpoint_interval, log_interval=cfg.get('log_interval', 10))
     train_loader = None if ctx.eval_only else plan.train_loader
     metrics = engine.run(plan.model, kwargs, train_loader, plan.val_loader, plan.evaluator,
-                         **({} if ctx.eval_only else plan.train_args))
+                         hooks=[] if ctx.eval_only else plan.train_hooks, **({} if ctx.eval_only else plan.train_args))
     extra = dict(work_dir=ctx.work_dir)
     if train_loader is not None and plan.save_as and engine.is_main_process():
         meta = dict(arch=ctx.encoder.arch, **plan.save_meta, pretrain=ctx.encoder.meta)
@@ -71,7 +72,7 @@ def iteration_train_args(model, encoder, cfg, schedule) -> dict:
     """Detection and segmentation: ``cfg.max_iters`` iterations, AdamW with layer decay on the encoder, the
     family's lr ``schedule``, one validation at the end."""
     return dict(train_cfg=dict(by_epoch=False, max_iters=cfg.max_iters, val_interval=cfg.max_iters),
-                optim_wrapper=adamw_encoder_and_head(model, encoder, cfg.optim), param_scheduler=schedule)
+                optim_wrapper=adamw_encoder_and_head(model, encoder, cfg.optim), param_scheduler=schedule or None)
 
 
 def load_task_weights(model, ctx: RunContext):

@@ -7,6 +7,7 @@ recipe = 'paper'
 img_size = 224
 epochs = 100
 warmup_epochs = 5
+min_lr = 1e-6            # fb/mae main_finetune.py: per-iteration warm-up, then half-cycle cosine to 1e-6
 batch_size = 32          # per process; lr = blr x (batch_size x processes x accum_iter) / 256. Paper total: 1024
 accum_iter = 1
 eval_batch_size = 128

@@ -6,6 +6,7 @@ recipe = 'paper'
 img_size = 224
 epochs = 90
 warmup_epochs = 10
+min_lr = 0.0             # fb/mae main_linprobe.py: per-iteration warm-up, then half-cycle cosine to 0
 batch_size = 512         # per process; paper total 16384
 accum_iter = 1
 eval_batch_size = 256

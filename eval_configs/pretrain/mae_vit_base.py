@@ -9,7 +9,7 @@ model = dict(mask_ratio=0.75, masking='random', norm_pix_loss=True, encoder_mask
              decoder_depth=8, decoder_embed_dim=512, decoder_num_heads=16)
 data = dict(root=None, img_size=224, crop_scale=(0.2, 1.0), batch_size=64, num_workers=10)
 optim = dict(blr=1.5e-4, weight_decay=0.05, betas=(0.9, 0.95))
-schedule = dict(epochs=800, warmup_epochs=40)   # 1600 for Table 3
+schedule = dict(epochs=800, warmup_epochs=40, min_lr=0.0)   # 1600 for Table 3
 precision = 'auto'   # bf16 autocast on GPU
 seed = 0
 log_interval = 50
