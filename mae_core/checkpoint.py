@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file as load_safetensors
 from safetensors.torch import save as safetensors_bytes
 
-from .errors import CheckpointError
+from .errors import CheckpointError, UsageError
 from .vit import ARCHS, TASK_ADDED_KEYS, VisionTransformer, beit_relative_position_index, resample_pos_table, vit
 
 DECODER_PREFIXES = ('mask_token', 'encoder_mask_token', 'decoder_')
@@ -281,13 +281,29 @@ def _unwrap(obj, path):
     return obj, 'timm', {}, None
 
 
+# key -> the number of dimensions an encoder's tensor has there
+ENCODER_DIMS = {'patch_embed.proj.weight': 4, 'cls_token': 3, 'pos_embed': 3, 'blocks.0.attn.qkv.weight': 2}
+
+
 def _first_unexpected(sd, path):
-    expected = ('patch_embed.proj.weight', 'cls_token', 'pos_embed', 'blocks.0.attn.qkv.weight')
-    for k in expected:
+    """The keys every ViT encoder has, with the right number of dimensions and a square position table."""
+    for k, dims in ENCODER_DIMS.items():
         if k not in sd:
             first = next(iter(sd), None)
             raise CheckpointError(f'{path}: not a ViT/MAE checkpoint: key {k!r} is missing'
                                   + (f' (first key found: {first!r})' if first else ' (no keys)'))
+        if sd[k].dim() != dims or 0 in sd[k].shape:
+            raise CheckpointError(f'{path}: key {k!r} has shape {tuple(sd[k].shape)}; a ViT has {dims} non-empty '
+                                  'dimensions there')
+    n = sd['pos_embed'].shape[1] - 1
+    width = sd['patch_embed.proj.weight'].shape[0]
+    if n < 1 or round(n ** 0.5) ** 2 != n or sd['pos_embed'].shape[2] != width or sd['cls_token'].shape[2] != width:
+        raise CheckpointError(f'{path}: key \'pos_embed\' has shape {tuple(sd["pos_embed"].shape)}; expected '
+                              f'[1, 1 + a square number of patches, {width}]')
+    head = sd.get('head.weight')
+    if head is not None and (head.dim() != 2 or head.shape[1] != width):
+        raise CheckpointError(f'{path}: key \'head.weight\' has shape {tuple(head.shape)}; expected '
+                              f'[classes, {width}]')
 
 
 def read_checkpoint(path, allow_pickle=False):
@@ -300,20 +316,41 @@ def read_checkpoint(path, allow_pickle=False):
         if not (path / 'config.json').exists():
             raise CheckpointError(f'{path}: a checkpoint folder must be a Hugging Face ViTMAE folder with '
                                   'config.json and model.safetensors')
-        cfg = json.loads((path / 'config.json').read_text())
+        try:
+            cfg = json.loads((path / 'config.json').read_text(encoding='utf-8'))
+        except (ValueError, OSError) as e:
+            raise CheckpointError(f'{path}/config.json: not readable JSON ({e})') from None
+        if not isinstance(cfg, dict):
+            raise CheckpointError(f'{path}/config.json: expected a JSON object, found {type(cfg).__name__}')
         if cfg.get('model_type') != 'vit_mae':
             raise CheckpointError(f'{path}/config.json: model_type is {cfg.get("model_type")!r}, expected "vit_mae"')
-        sd = hf_to_ours(_read_raw(_hf_files(path), allow_pickle), path)
+        sd = _structured(path, lambda: hf_to_ours(_read_raw(_hf_files(path), allow_pickle), path))
+        _first_unexpected(sd, path)
         meta = dict(norm_pix_loss=cfg.get('norm_pix_loss'), mask_ratio=cfg.get('mask_ratio'),
                     num_heads=cfg.get('num_attention_heads'), decoder_num_heads=cfg.get('decoder_num_attention_heads'))
         return sd, 'hf_vitmae', meta, None
-    sd, fmt, meta, task_sd = _unwrap(_read_raw(path, allow_pickle), path)
-    bad = next((k for k, v in sd.items() if not isinstance(v, torch.Tensor)), None)
+    obj = _read_raw(path, allow_pickle)
+    sd, fmt, meta, task_sd = _structured(path, lambda: _unwrap(obj, path))
+    bad = next((k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
     if bad is not None:
-        raise CheckpointError(f'{path}: key {bad!r} holds a {type(sd[bad]).__name__}, not a tensor')
+        raise CheckpointError(f'{path}: key {bad!r} holds a {type(sd[bad]).__name__}, not a named tensor')
+    if not isinstance(meta.get('arch', ''), str):
+        raise CheckpointError(f'{path}: meta.arch is {meta["arch"]!r}, not an arch name')
     sd = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in sd.items()}
     _first_unexpected(sd, path)
     return sd, fmt, meta, task_sd
+
+
+def _structured(path, parse):
+    """``parse()`` of a loaded object whose layout is the file's to decide: any failure to find the structure of a
+    supported format (a missing key, a non-string key, mismatched query/key/value shapes ...) is a CheckpointError."""
+    try:
+        return parse()
+    except (KeyError, IndexError, TypeError, AttributeError, RuntimeError, ValueError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f'{path}: not laid out as any supported checkpoint ({type(e).__name__}: '
+                              f'{(str(e).splitlines() or [""])[0][:120]})') from None
 
 
 def _encoder_part(sd, fmt, meta, path, arch=None):
@@ -484,8 +521,17 @@ def _mmseg(sd, meta, task_sd=None):
 EXPORT_FORMATS = ('ours', 'fb_mae', 'timm', 'hf_vitmae', 'vitdet', 'mmseg')
 
 
-def export(src, dst, to: str, arch=None, allow_pickle=False):
-    """Convert checkpoint ``src`` (any readable format) to ``to`` at ``dst``; written atomically."""
+def export(src, dst, to: str, arch=None, allow_pickle=False, overwrite=False):
+    """Convert checkpoint ``src`` (any readable format) to ``to`` at ``dst``; written atomically. An existing
+    ``dst`` is replaced only with ``overwrite`` (a Hugging Face folder: only its config.json and
+    model.safetensors; any other file there is kept)."""
+    dst = Path(dst)
+    if dst.exists() and not overwrite:
+        raise UsageError(f'{dst}: already exists; pass --overwrite to replace it')
+    if to != 'hf_vitmae' and dst.is_dir():
+        raise UsageError(f'{dst}: is a folder; {to} is written to a file')
+    if to == 'hf_vitmae' and dst.exists() and not dst.is_dir():
+        raise UsageError(f'{dst}: is a file; a Hugging Face checkpoint is a folder')
     sd, fmt, meta, task_sd = read_checkpoint(src, allow_pickle)
     meta = {**meta, 'arch': meta.get('arch') or arch or infer_arch(sd, src)}
     if meta['arch'] is None:
@@ -509,18 +555,33 @@ def export(src, dst, to: str, arch=None, allow_pickle=False):
     raise CheckpointError(f'unknown export format {to!r}; expected one of {EXPORT_FORMATS}')
 
 
+HF_FILES = ('config.json', 'model.safetensors')
+
+
 def export_hf(sd, meta, folder):
-    """A folder ``ViTMAEForPreTraining.from_pretrained`` reads; built beside ``folder``, then renamed."""
+    """A folder ``ViTMAEForPreTraining.from_pretrained`` reads. A new folder is built beside ``folder`` and renamed
+    into place; into an existing one, each of our two files is written atomically and nothing else is touched."""
     folder = Path(folder)
+    files = {'model.safetensors': safetensors_bytes(ours_to_hf(sd), metadata={'format': 'pt'}),
+             'config.json': json.dumps(hf_config(sd, meta), indent=2).encode()}
+    if folder.is_dir():
+        for name, data in files.items():
+            atomic_write(folder / name, lambda tmp, data=data: Path(tmp).write_bytes(data))
+        return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{folder.name}.', dir=folder.parent))
     try:
-        (tmp / 'model.safetensors').write_bytes(safetensors_bytes(ours_to_hf(sd), metadata={'format': 'pt'}))
-        (tmp / 'config.json').write_text(json.dumps(hf_config(sd, meta), indent=2))
-        if folder.exists():
-            shutil.rmtree(folder)
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700: give it the mode a new folder would have
         os.replace(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .checkpoint import EXPORT_FORMATS, export
-from .errors import MissingFile, UsageError, entry_point
+from .errors import MissingFile, UsageError, UserError, entry_point
 
 
 @entry_point
@@ -42,8 +42,15 @@ def convert_main(argv=None):
     p.add_argument('--arch', help='for non-standard sizes')
     p.add_argument('--allow-pickle', action='store_true',
                    help='allow pickled objects (fb/mae args): only for files you trust')
+    p.add_argument('--overwrite', action='store_true',
+                   help='replace an existing DST (of a Hugging Face folder only config.json and model.safetensors)')
     args = p.parse_args(argv)
-    print(export(args.src, args.dst, args.to, args.arch, args.allow_pickle))
+    try:
+        print(export(args.src, args.dst, args.to, args.arch, args.allow_pickle, args.overwrite))
+    except UserError:
+        raise
+    except OSError as e:  # a read-only, full or missing location: nothing was written (atomic writes)
+        raise UsageError(f'{args.dst}: cannot write there ({e.strerror or e})') from None
 
 
 @entry_point

@@ -16,6 +16,32 @@ def parse_value(text: str):
         return text
 
 
+POSITIVE = ('batch_size', 'eval_batch_size', 'epochs', 'max_iters', 'accum_iter', 'img_size', 'image_size',
+            'crop_size', 'stride', 'checkpoint_interval', 'log_interval')
+NON_NEGATIVE = ('num_workers', 'warmup_epochs', 'warmup_iters', 'seed', 'k', 'drop_path', 'weight_decay', 'min_lr')
+FRACTIONS = ('mask_ratio', 're_prob', 'smoothing', 'crop_pct', 'layer_decay')  # in (0, 1] or [0, 1]
+
+
+def checked_value(key: str, text: str, old):
+    """``text`` parsed, of the config value's type (an int where the config has an int, a number for a float,
+    a list for a tuple ...) and in range for the keys that have one; else a ConfigError naming the key."""
+    new, leaf = parse_value(text), key.rpartition('.')[2]
+    if isinstance(old, dict) and not isinstance(new, dict):
+        raise ConfigError(f'--cfg-options {key}={text}: {key} is a section of the config; set its keys '
+                          f'({key}.{next(iter(old), "name")}=...)')
+    if old is not None and not isinstance(old, dict):
+        kinds = {bool: ((bool,), 'True or False'), int: ((int,), 'an integer'), float: ((int, float), 'a number'),
+                 str: ((str,), 'a string'), tuple: ((list, tuple), 'a list'), list: ((list, tuple), 'a list')}
+        allowed, what = kinds.get(type(old), ((type(old),), type(old).__name__))
+        if not isinstance(new, allowed) or (isinstance(new, bool) and bool not in allowed):
+            raise ConfigError(f'--cfg-options {key}={text}: expected {what} (the config has {old!r})')
+    if isinstance(new, (int, float)) and not isinstance(new, bool):
+        if leaf in POSITIVE and new <= 0 or leaf in NON_NEGATIVE and new < 0 or leaf in FRACTIONS and not 0 <= new <= 1:
+            bound = '> 0' if leaf in POSITIVE else ('>= 0' if leaf in NON_NEGATIVE else 'in [0, 1]')
+            raise ConfigError(f'--cfg-options {key}={text}: must be {bound}')
+    return new
+
+
 def load_config(path, options=()) -> Config:
     """Read ``path`` and apply ``options`` (``key=value``; a key the config lacks is an error)."""
     if not Path(path).is_file():
@@ -25,6 +51,8 @@ def load_config(path, options=()) -> Config:
     except Exception as e:  # a syntax error or a bad _base_ in the user's file
         raise ConfigError(f'{path}: unreadable config ({type(e).__name__}: {e})') from None
     for opt in options:
+        if not opt.isprintable():
+            raise ConfigError(f'--cfg-options {opt!r}: expected a printable key=value')
         key, sep, value = opt.partition('=')
         if not sep:
             raise ConfigError(f'--cfg-options {opt!r}: expected key=value')
@@ -39,5 +67,5 @@ def load_config(path, options=()) -> Config:
         if leaf not in node:
             raise ConfigError(f'--cfg-options {key}: the config has no key {leaf!r} (in {path}); '
                               f'keys there: {", ".join(sorted(node.keys()))}')
-        cfg.merge_from_dict({key: parse_value(value)})
+        cfg.merge_from_dict({key: checked_value(key, value, node[leaf])})
     return cfg

@@ -91,9 +91,8 @@ def pretrain(cfg: Config, work_dir, data_root=None, resume=False, launcher='none
     final = save_ours(Path(work_dir) / 'final.pth', model.state_dict(), meta)
     end = time.time()
     rec = make_record(
-        benchmark='mae_pretrain', family='pretrain', headline='loss',
-        metrics=dict(loss=stats.last_loss if stats.last_loss is not None else float('nan'),
-                     images_per_s=stats.images_per_s),
+        benchmark='mae_pretrain', family='pretrain', headline='loss' if stats.last_loss is not None else 'images_per_s',
+        metrics=dict(images_per_s=stats.images_per_s, **({} if stats.last_loss is None else dict(loss=stats.last_loss))),
         model=dict(arch=cfg.arch, checkpoint=str(final), sha256=file_sha256(final), format='ours', pretrain=meta),
         config=cfg.to_dict(), settings=dict(img_size=cfg.data.img_size, precision=meta['precision']),
         data=dict(dataset='generated' if generated else 'image folder', split='train',

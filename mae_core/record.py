@@ -8,6 +8,7 @@ config_hash, settings (what changes a number's meaning), data (subset!), code, e
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -18,6 +19,10 @@ from .errors import UserError
 
 SCHEMA = 'mae-suite/run-record/v1'
 FULL = 'full'  # the only subset whose numbers stand beside the paper's
+SUBSETS = ('full', 'partial', 'smoke', 'custom')  # custom: pre-training on another image folder than ImageNet's
+STATUSES = ('finished',)  # a record is written only when its run finishes
+PRETRAIN = 'mae_pretrain'  # the benchmark name of pre-training records
+NUMBER = (int, float)
 
 # field -> (type, required keys inside it)
 FIELDS = {
@@ -32,11 +37,21 @@ FIELDS = {
 }
 
 
+# (field, key) -> the type every consumer relies on
+TYPED = {('model', 'arch'): str, ('model', 'checkpoint'): str, ('model', 'sha256'): str, ('model', 'format'): str,
+         ('model', 'pretrain'): (dict, type(None)), ('data', 'dataset'): str, ('data', 'split'): str,
+         ('data', 'subset'): str, ('data', 'num_images'): int, ('code', 'git_sha'): str, ('code', 'dirty'): bool,
+         ('env', 'device'): str, ('env', 'world_size'): int, ('time', 'start'): str, ('time', 'end'): str,
+         ('time', 'wall_s'): NUMBER, ('time', 'device_hours'): NUMBER}
+
+
 class RecordError(UserError, ValueError):
     """A malformed record; the message names the file and the field."""
 
 
-def validate(rec: dict, where='<record>') -> dict:
+def validate(rec: dict, where='<record>', benchmarks=None) -> dict:
+    """Every field a consumer uses, with its type; finite metrics; known status and subset; with ``benchmarks``,
+    a registered benchmark (or pre-training)."""
     if not isinstance(rec, dict):
         raise RecordError(f'{where}: a record must be a JSON object')
     for field, (typ, keys) in FIELDS.items():
@@ -47,11 +62,23 @@ def validate(rec: dict, where='<record>') -> dict:
         for k in keys:
             if k not in rec[field]:
                 raise RecordError(f'{where}: field {field}.{k} is missing')
+    for (field, key), typ in TYPED.items():
+        value = rec[field].get(key)
+        if key in rec[field] and (not isinstance(value, typ) or isinstance(value, bool) and typ is not bool):
+            raise RecordError(f'{where}: field {field}.{key} must be {getattr(typ, "__name__", "a number")}, '
+                              f'got {value!r}')
     if rec['schema'] != SCHEMA:
         raise RecordError(f'{where}: field schema is {rec["schema"]!r}, this version reads {SCHEMA!r}')
+    if rec['status'] not in STATUSES:
+        raise RecordError(f'{where}: field status is {rec["status"]!r}; a record is written only when its run '
+                          'finishes')
+    if rec['data']['subset'] not in SUBSETS:
+        raise RecordError(f'{where}: field data.subset is {rec["data"]["subset"]!r}, expected one of {SUBSETS}')
+    if benchmarks is not None and rec['benchmark'] not in benchmarks and rec['benchmark'] != PRETRAIN:
+        raise RecordError(f'{where}: field benchmark {rec["benchmark"]!r} is not a registered benchmark')
     for name, value in rec['metrics'].items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise RecordError(f'{where}: field metrics.{name} must be a number, got {value!r}')
+        if not isinstance(value, NUMBER) or isinstance(value, bool) or not math.isfinite(value):
+            raise RecordError(f'{where}: field metrics.{name} must be a finite number, got {value!r}')
     if rec['status'] == 'finished' and rec['headline'] not in rec['metrics']:
         raise RecordError(f'{where}: field headline names {rec["headline"]!r}, which is not in metrics')
     return rec
@@ -120,23 +147,27 @@ def write_record(records_dir, rec: dict) -> Path:
 
     def write(tmp):
         with open(tmp, 'w') as f:
-            json.dump(rec, f, indent=2, sort_keys=False, default=str)
+            json.dump(rec, f, indent=2, sort_keys=False, default=str, allow_nan=False)
     return atomic_write(path, write)
 
 
-def read_record(path) -> dict:
+def read_record(path, benchmarks=None) -> dict:
     path = Path(path)
     try:
-        rec = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise RecordError(f'{path}: not valid JSON ({e})') from None
-    return validate(rec, str(path))
+        rec = json.loads(path.read_text(encoding='utf-8'), parse_constant=_no_constant)
+    except (ValueError, OSError) as e:  # bad JSON, NaN/Infinity, bad UTF-8, unreadable
+        raise RecordError(f'{path}: not a readable JSON record ({e})') from None
+    return validate(rec, str(path), benchmarks)
 
 
-def read_records(records_dir) -> list:
+def _no_constant(name):
+    raise ValueError(f'{name} is not a number JSON allows')
+
+
+def read_records(records_dir, benchmarks=None) -> list:
     """Every record under ``records_dir`` (``<bench>/<run_id>.json``), oldest first; [] if there is none."""
     root = Path(records_dir)
     if not root.is_dir():
         return []
-    recs = [read_record(p) for p in sorted(root.glob('*/*.json'))]
+    recs = [read_record(p, benchmarks) for p in sorted(root.glob('*/*.json')) if p.is_file()]
     return sorted(recs, key=lambda r: r['time']['end'])

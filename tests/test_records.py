@@ -31,7 +31,7 @@ def test_a_written_record_reads_back_with_its_provenance(tmp_path):
 
 
 @pytest.mark.parametrize('field,value,message', [
-    ('metrics', {'top1': 'high'}, 'metrics.top1 must be a number'),
+    ('metrics', {'top1': 'high'}, 'metrics.top1 must be a finite number'),
     ('data', {'dataset': 'x', 'split': 'val', 'num_images': 1}, 'data.subset is missing'),
     ('schema', 'other/v0', "field schema is 'other/v0'"),
     ('headline', 'mIoU', "headline names 'mIoU'")])

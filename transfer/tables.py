@@ -129,9 +129,9 @@ def table2_rows(records, columns):
     ft = {sha: rs['in1k_finetune'] for sha, rs in by_checkpoint(records, 'in1k_finetune').items()}
     rows = []
     for r in pre:
-        meta = r['model']['pretrain']
-        base = [p for p in pre if p['model']['pretrain'].get('encoder_mask_tokens') and
-                p['model']['arch'] == r['model']['arch'] and p['model']['pretrain'].get('decoder_depth') == 8]
+        meta = r['model'].get('pretrain') or {}
+        base = [p for p in pre if (p['model'].get('pretrain') or {}).get('encoder_mask_tokens') and
+                p['model']['arch'] == r['model']['arch'] and (p['model'].get('pretrain') or {}).get('decoder_depth') == 8]
         hours = r['time']['device_hours']
         speed = (f'{base[-1]["time"]["device_hours"] / hours:.1f}×' if base and hours and
                  not meta.get('encoder_mask_tokens') else '')
@@ -289,7 +289,7 @@ def write_html(tables, out: Path) -> Path:
 
 
 def reproduce(records_dir='results/runs', out='results/report', formats=FORMATS):
-    records = rec_lib.read_records(records_dir)
+    records = rec_lib.read_records(records_dir, benchmarks=BENCHMARKS)
     tables = {spec.stem: build_table(spec, records) for spec in TABLES}
     return tables, write_outputs(tables, Path(out), formats), len(records)
 
@@ -305,6 +305,11 @@ def main(argv=None):
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise UsageError(f'--formats {",".join(bad)}: unknown; expected some of {",".join(FORMATS)}')
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f'--out {args.out}: is a file; expected a folder for the tables')
+    if not Path(args.records_dir).is_dir():
+        print(f'note: --records-dir {args.records_dir} does not exist: the tables hold the paper\'s rows only',
+              file=sys.stderr)
     tables, page, n = reproduce(args.records_dir, args.out, formats)
     print(f'{len(tables)} tables from results/paper/ with {n} run record(s) from {args.records_dir} -> {args.out}')
     if page:
