@@ -28,3 +28,4 @@ log_interval = 50
 precision = 'auto'
 recipe = 'mmseg-mae'
 seed = 0
+preflight = True         # check before any work that every listed image exists (and ADE20K val labels); False skips

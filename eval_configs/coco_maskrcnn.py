@@ -35,4 +35,5 @@ log_interval = 50
 precision = 'auto'
 recipe = 'vitdet'
 seed = 0
+preflight = True         # check before any work that every listed image exists (and ADE20K val labels); False skips
 arch_overrides = dict(vit_large_patch16=dict(drop_path=0.4, optim=dict(layer_decay=0.8)))

@@ -81,6 +81,23 @@ def atomic_write(path, write_fn):
     return path
 
 
+def check_writable(folder, option: str):
+    """Check, before any work starts, that files can be written in ``folder`` (so a read-only, full or impossible
+    place fails in a second, not after the training). Folders made for the check are removed again."""
+    folder = Path(folder).absolute()
+    made = [p for p in [folder, *folder.parents] if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UsageError(f'{option} {folder}: cannot write there ({e.strerror or e})') from None
+    finally:
+        for p in made:  # innermost first
+            if p.is_dir() and not any(p.iterdir()):
+                p.rmdir()
+
+
 def save_checkpoint(obj, path):
     """``torch.save`` made atomic. Keep ``obj`` to tensors and plain types so ``weights_only=True`` reads it."""
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))

@@ -67,5 +67,11 @@ def load_config(path, options=()) -> Config:
         if leaf not in node:
             raise ConfigError(f'--cfg-options {key}: the config has no key {leaf!r} (in {path}); '
                               f'keys there: {", ".join(sorted(node.keys()))}')
-        cfg.merge_from_dict({key: checked_value(key, value, node[leaf])})
+        try:
+            cfg.merge_from_dict({key: checked_value(key, value, node[leaf])})
+        except (TypeError, ValueError, KeyError) as e:  # mmengine refuses e.g. a dict where the config has None
+            if isinstance(e, ConfigError):
+                raise
+            raise ConfigError(f'--cfg-options {key}={value}: not a value the config takes '
+                              f'({(str(e).splitlines() or [type(e).__name__])[0]})') from None
     return cfg

@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import time
+import zipfile
 from pathlib import Path
 
 import torch
@@ -130,9 +131,24 @@ class Runner(_Runner):
 
     def load_or_resume(self):
         if self._resume and self._load_from is None and not self._has_loaded:
-            if find_latest_checkpoint(self.work_dir) is None:
+            self._load_from = self.last_good_checkpoint()
+            if self._load_from is None:
                 self.logger.warning(f'--resume: no finished checkpoint in {self.work_dir}; starting from scratch')
         return super().load_or_resume()
+
+    def last_good_checkpoint(self):
+        """The newest complete checkpoint of the work dir: the one ``last_checkpoint`` names, else the highest
+        ``epoch_N``/``iter_N``; a damaged file (not a complete zip, e.g. copied in truncated) or an empty
+        ``last_checkpoint`` is passed over with a warning. Ours are written atomically and never partial."""
+        work = Path(self.work_dir)
+        named = find_latest_checkpoint(str(work)) if (work / 'last_checkpoint').exists() else None
+        numbered = sorted(work.glob('*_*.pth'), key=lambda p: int(p.stem.rpartition('_')[2])
+                          if p.stem.rpartition('_')[2].isdigit() else -1, reverse=True)
+        for path in [Path(named)] * bool(named) + numbered:
+            if path.is_file() and zipfile.is_zipfile(path):
+                return str(path)
+            self.logger.warning(f'--resume: {path} is not a complete checkpoint; trying an earlier one')
+        return None
 
 
 class AtomicLocalBackend(LocalBackend):

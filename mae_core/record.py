@@ -78,7 +78,8 @@ def validate(rec: dict, where='<record>', benchmarks=None) -> dict:
         raise RecordError(f'{where}: field benchmark {rec["benchmark"]!r} is not a registered benchmark')
     for name, value in rec['metrics'].items():
         if not isinstance(value, NUMBER) or isinstance(value, bool) or not math.isfinite(value):
-            raise RecordError(f'{where}: field metrics.{name} must be a finite number, got {value!r}')
+            shown = name if isinstance(name, str) and name.isprintable() else repr(name)
+            raise RecordError(f'{where}: field metrics.{shown} must be a finite number, got {value!r}')
     if rec['status'] == 'finished' and rec['headline'] not in rec['metrics']:
         raise RecordError(f'{where}: field headline names {rec["headline"]!r}, which is not in metrics')
     return rec

@@ -28,6 +28,7 @@ def test_list_names_every_benchmark_with_family_dataset_metrics_and_table():
     (['in1k_linprobe', '--checkpoint', '{ckpt}', '--smoke', '--cfg-options', 'optim.nope=1'],
      "--cfg-options optim.nope: the config has no key 'nope'"),
     (['in1k_linprobe', '--checkpoint', '{junk}', '--smoke'], 'junk.pth: not a readable PyTorch checkpoint'),
+    (['in1k_linprobe', '--checkpoint', '{ckpt}', '--smoke', '--data-root', '/tmp'], '--smoke runs on generated data'),
 ])
 def test_bad_input_is_one_line_on_stderr_exit_2_and_nothing_written(args, message, tiny_checkpoint, tmp_path):
     bad_cfg, junk = tmp_path / 'bad.py', tmp_path / 'junk.pth'

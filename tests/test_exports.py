@@ -256,3 +256,40 @@ def test_our_detection_backbone_is_detectrons_vit_and_a_trained_one_exports_stri
         ours, = encoder.forward_intermediates(x)
         reference = vitdet_forward(net, x, 14, (1,))
     assert (ours - reference).abs().max() <= 1e-5 * reference.abs().max()
+
+
+def simple_feature_pyramid_forward(sd, feature, out=32):
+    """``SimpleFeaturePyramid.forward`` with scale factors (4, 2, 1, 0.5), ``norm='LN'`` and ``LastLevelMaxPool``
+    (detectron2 ``modeling/backbone/vit.py``, ``fpn.py``): each stage's layers in order on the last map; detectron2's
+    channels-first LayerNorm (eps 1e-6); p6 = max_pool2d(p5, kernel 1, stride 2)."""
+    def ln(x, p):
+        u = x.mean(1, keepdim=True)
+        s = (x - u).pow(2).mean(1, keepdim=True)
+        x = (x - u) / torch.sqrt(s + 1e-6)
+        return sd[p + 'weight'][:, None, None] * x + sd[p + 'bias'][:, None, None]
+
+    conv = lambda x, p, k: ln(F.conv2d(x, sd[p + 'weight'], padding=k // 2), p + 'norm.')
+    convt = lambda x, p: F.conv_transpose2d(x, sd[p + 'weight'], sd[p + 'bias'], stride=2)
+    s = 'backbone.simfp_'
+    p2 = convt(F.gelu(ln(convt(feature, s + '2.0.'), s + '2.1.')), s + '2.3.')
+    p2 = conv(conv(p2, s + '2.4.', 1), s + '2.5.', 3)
+    p3 = conv(conv(convt(feature, s + '3.0.'), s + '3.1.', 1), s + '3.2.', 3)
+    p4 = conv(conv(feature, s + '4.0.', 1), s + '4.1.', 3)
+    p5 = conv(conv(F.max_pool2d(feature, 2, 2), s + '5.1.', 1), s + '5.2.', 3)
+    return [p2, p3, p4, p5, F.max_pool2d(p5, kernel_size=1, stride=2, padding=0)]
+
+
+def test_our_pyramid_is_detectrons_simple_feature_pyramid(tmp_path):
+    torch.manual_seed(0)
+    encoder = vit('vit_toy_patch16', img_size=128, window_size=4, global_blocks=(1,), rel_pos='decomposed')
+    pyramid = SimpleFeaturePyramid(encoder, out_channels=32).eval()
+    for name, p in pyramid.named_parameters():
+        if not name.startswith('vit.'):
+            p.data.normal_(0, 0.2)
+    sd = {f'backbone.{k}': v for k, v in pyramid.state_dict().items()}
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        ours = list(pyramid(x).values())
+        reference = simple_feature_pyramid_forward(sd, encoder.forward_intermediates(x)[0])
+    for a, b in zip(ours, reference):
+        assert a.shape == b.shape and (a - b).abs().max() <= 1e-5 * b.abs().max()

@@ -118,6 +118,20 @@ def test_cfg_options_are_checked_against_the_config(option, needle, encoder_file
     assert not (tmp_path / 'r').exists()
 
 
+@pytest.mark.parametrize('args, needle', [
+    (['--data-root', '{empty}'], 'no images found'), (['--cfg-options', 'model.masking=bogus'], "unknown masking 'bogus'"),
+    (['--records-dir', '{file}/r'], '--records-dir')])
+def test_mae_pretrain_bad_input_is_one_line(args, needle, tmp_path):
+    (tmp_path / 'empty').mkdir()
+    (tmp_path / 'file').write_text('')
+    args = [a.format(empty=tmp_path / 'empty', file=tmp_path / 'file') for a in args]
+    proc = run([sys.executable, '-m', 'mae_core.cli', 'pretrain', '--config',
+                str(REPO / 'eval_configs/pretrain/mae_tiny_cpu.py'), '--work-dir', str(tmp_path / 'w')] + args,
+               cwd=tmp_path, check=False)
+    one_line_exit_2(proc, needle)
+    assert not (tmp_path / 'w').exists()
+
+
 @pytest.mark.parametrize('case', ['launcher_pytorch', 'launcher_slurm'])
 def test_a_launcher_without_its_environment_is_one_line(case, encoder_file, tmp_path):
     env = {k: '' for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT', 'SLURM_PROCID', 'SLURM_NTASKS')}
@@ -217,3 +231,121 @@ def test_the_cfg_options_parser_only_ever_raises_config_error(key, value):
         load_config(REPO / 'eval_configs' / 'in1k_linprobe_smoke.py', [f'{key}={value}'])
     except ConfigError as e:
         assert '\n' not in str(e)
+
+
+# ==================================================================== data faults, found before the work and named
+def test_dataset_faults_are_one_line_naming_the_file(tmp_path, capsys):
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from transfer.datasets import ade20k, coco, readers, smoke
+    places = tmp_path / 'places365'
+    shutil.copytree(smoke.places365(), places)
+    with open(places / 'places365_val.txt', 'ab') as f:
+        f.write('Places365_val_caf\xe9.jpg 3\n'.encode('latin-1'))
+    with pytest.raises(readers.DataError, match=r'places365_val.txt:81: not UTF-8'):
+        readers.read_places365(places, 'val')
+    inat = tmp_path / 'inat'
+    shutil.copytree(smoke.inat(2019), inat)
+    gone = sorted((inat / 'train_val2019').rglob('val_*.jpg'))[3]
+    gone.unlink()
+    spec = dict(name='inat2019', format='inat', year=2019, root=str(inat), num_classes=10)
+    with pytest.raises(readers.DataError, match=f'names {gone}, which does not exist'):
+        readers.read_split(spec, 'val')
+    assert len(readers.read_split(spec, 'val', preflight=False).samples) == 80  # skipped when asked
+    root = tmp_path / 'coco'
+    shutil.copytree(smoke.coco(), root)
+    ann = root / 'annotations' / 'instances_val2017.json'
+    text = ann.read_text()
+    ann.write_text(text[:len(text) // 2])
+    with pytest.raises(readers.DataError, match='instances_val2017.json: not a COCO annotation file'):
+        coco.read_coco(ann)
+    data = json.loads(text)
+    ann.write_text(json.dumps({k: v for k, v in data.items() if k != 'categories'}))
+    with pytest.raises(readers.DataError, match="instances_val2017.json: no 'categories' list"):
+        coco.read_coco(ann)
+    ade = tmp_path / 'ade'
+    shutil.copytree(smoke.ade20k(), ade)
+    label = sorted((ade / 'ADEChallengeData2016' / 'annotations' / 'validation').glob('*.png'))[0]
+    raw = np.asarray(Image.open(label)).copy()
+    raw[5, 5] = 200
+    Image.fromarray(raw).save(label)
+    with pytest.raises(readers.DataError, match=f'{label.name}: labels must be one channel of 0..150 .* label 200'):
+        ade20k.read_ade(ade, 'val')  # before any training
+    Image.fromarray(raw[:-4]).save(label)
+    with pytest.raises(readers.DataError, match=f'{label.name}: annotation of .* for an image of'):
+        ade20k.read_ade(ade, 'val')
+
+
+def test_a_broken_jpeg_is_named_on_the_tensor_decoding_path_and_skipped_when_asked(tmp_path):
+    from mmengine.config import ConfigDict
+
+    from mae_core.errors import UnreadableImage
+    from transfer import robustness
+    from transfer.classification import drop_unreadable
+    from transfer.datasets import smoke
+    from transfer.datasets.readers import Split
+    good = sorted(smoke.robustness_folders('sketch').rglob('*.JPEG'))[0]
+    broken = tmp_path / 'broken.JPEG'
+    broken.write_bytes(good.read_bytes()[:len(good.read_bytes()) // 3])  # a truncated JPEG passes Image.verify()
+    cfg = ConfigDict(img_size=64, crop_pct=0.875, preprocess='resize_crop')
+    with pytest.raises(UnreadableImage, match='broken.JPEG: unreadable image'):
+        robustness.decode_on_device([(str(good), good.read_bytes()), (str(broken), broken.read_bytes())], cfg,
+                                    torch.device('cpu'))
+    split = Split([(good, 0), (broken, 0)], 1000, tmp_path)
+    assert drop_unreadable(split) == 1 and split.samples == [(good, 0)]
+
+
+def test_an_unwritable_records_dir_fails_before_any_work(encoder_file, tmp_path, capsys):
+    from transfer.cli import main
+    (tmp_path / 'a_file').write_text('')
+    one_line_exit_2(Proc(main, ['in1k_linprobe', '--checkpoint', str(encoder_file), '--smoke', '--records-dir',
+                                str(tmp_path / 'a_file' / 'records'), '--work-dir', str(tmp_path / 'w')], capsys),
+                    '--records-dir', 'cannot write there')
+    assert not (tmp_path / 'w').exists()
+
+
+def test_resume_passes_over_a_damaged_last_checkpoint(encoder_file, tmp_path):
+    args = RUN + ['in1k_linprobe', '--checkpoint', str(encoder_file), '--smoke', '--work-dir', str(tmp_path / 'w'),
+                  '--records-dir', str(tmp_path / 'r'), '--cfg-options', 'epochs=2']
+    run(args, cwd=tmp_path)
+    newest = tmp_path / 'w' / 'epoch_2.pth'
+    newest.write_bytes(newest.read_bytes()[:1000])  # damaged outside our atomic writes
+    (tmp_path / 'w' / 'last_checkpoint').write_text('')
+    proc = run(args + ['--resume'], cwd=tmp_path)
+    assert 'epoch_2.pth is not a complete checkpoint' in proc.stdout + proc.stderr
+    assert len(list((tmp_path / 'r').glob('*/*.json'))) == 2
+
+
+def test_all_killed_at_random_points_then_resumed_ends_as_an_uninterrupted_run(smoke_all, tiny_checkpoint, tmp_path):
+    """``run_transfer.py all --smoke`` (three benchmarks, one of them needing another's model) killed with SIGKILL
+    at seeded random moments, three times, then run to completion with --resume: one record per benchmark, no
+    temporary file anywhere, and the metrics of the session's uninterrupted run."""
+    import random
+    import signal
+    import subprocess
+    import time
+    names = ['in1k_finetune', 'in1k_linprobe', 'imagenet_sketch']
+    driver = ('import sys; from transfer import cli, registry; '
+              f'cli.BENCHMARKS = {{n: registry.BENCHMARKS[n] for n in {names!r}}}; sys.exit(cli.main(sys.argv[1:]))')
+    args = [sys.executable, '-c', driver, 'all', '--checkpoint', str(tiny_checkpoint[0]), '--smoke', '--records-dir',
+            str(tmp_path / 'records')]
+    rng = random.Random(0)
+    for _ in range(3):
+        proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, 'PYTHONPATH': str(REPO)})
+        time.sleep(rng.uniform(4, 20))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    run(args + ['--resume'], cwd=tmp_path, env={'PYTHONPATH': str(REPO)})
+    records = {}
+    for path in (tmp_path / 'records').glob('*/*.json'):
+        records.setdefault(path.parent.name, []).append(rl.read_record(path))
+    assert sorted(records) == sorted(names) and all(len(r) == 1 for r in records.values())
+    for name in names:
+        assert records[name][0]['metrics'] == smoke_all[0][name]['metrics'], name
+    leftovers = [p for p in tmp_path.rglob('*') if p.name.startswith('.') and p.name.endswith('.tmp')]
+    assert leftovers == []

@@ -78,7 +78,7 @@ def test_batched_tensor_decoding_matches_the_pil_path():
     path = read_wnid_folders(smoke.robustness_folders('sketch')).samples[0][0]
     cfg = ConfigDict(img_size=64, crop_pct=0.875, preprocess='resize_crop')
     via_pil = rb.eval_transform(cfg)(Image.open(path).convert('RGB'))
-    via_tensor = rb.decode_on_device([path.read_bytes()], cfg, torch.device('cpu'))[0]
+    via_tensor = rb.decode_on_device([(str(path), path.read_bytes())], cfg, torch.device('cpu'))[0]
     assert via_tensor.shape == via_pil.shape and (via_tensor - via_pil).abs().mean() < 0.05
 
 

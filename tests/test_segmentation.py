@@ -86,7 +86,7 @@ def test_the_pyramid_has_strides_4_to_32_at_512():
 def test_the_reader_and_reduce_zero_label():
     pairs = ade.read_ade(smoke.ade20k(), 'val')
     assert len(pairs) == 8 and all(i.stem == l.stem for i, l in pairs)
-    assert ade.reduce_zero_label(np.array([0, 1, 150], np.uint8)).tolist() == [255, 0, 149]
+    assert ade.reduce_zero_label(np.array([0, 1, 150, 255], np.uint8)).tolist() == [255, 0, 149, 255]
     with pytest.raises(FileNotFoundError, match='ADEChallengeData2016'):
         ade.read_ade('/nonexistent', 'train')
 

@@ -112,12 +112,13 @@ def mixup_and_loss(cfg, num_classes):
 
 
 def drop_unreadable(split):
-    """The opt-in ``skip_bad_images``: check every file first, drop the ones PIL cannot read -> the count."""
+    """The opt-in ``skip_bad_images``: decode every file first (``verify()`` would pass a truncated JPEG), drop the
+    ones PIL cannot read -> the count."""
     good = []
     for path, label in split.samples:
         try:
             with Image.open(path) as im:
-                im.verify()
+                im.load()
             good.append((path, label))
         except (OSError, SyntaxError, ValueError):
             print(f'skipping unreadable image {path}', flush=True)
@@ -152,8 +153,8 @@ def run(bench, cfg, ctx) -> Outcome:
     """Train (unless ``--eval-only``) and evaluate; rank 0 saves a fine-tuned model (not a linear probe)."""
     if cfg.protocol not in PROTOCOLS:
         raise ConfigError(f'{bench.config}: protocol must be one of {PROTOCOLS}, got {cfg.protocol!r}')
-    val = read_split(cfg.dataset, cfg.dataset.val_split)
-    train = None if ctx.eval_only else read_split(cfg.dataset, cfg.dataset.train_split)
+    val = read_split(cfg.dataset, cfg.dataset.val_split, cfg.preflight)
+    train = None if ctx.eval_only else read_split(cfg.dataset, cfg.dataset.train_split, cfg.preflight)
     num_classes = val.num_classes
     skipped = sum(drop_unreadable(s) for s in (train, val) if s is not None) if cfg.get('skip_bad_images') else 0
     torch.manual_seed(cfg.seed)

@@ -13,6 +13,7 @@ finishes, by rank 0, and its path is the last line of standard output.
 This is where a run is put together: inputs are checked, the checkpoint is read once, the benchmarks a run
 needs first are found or run, and the family's ``run`` gets everything in a :class:`transfer.task.RunContext`."""
 import argparse
+import json
 import sys
 import time
 import traceback
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 
 from mae_core import engine
-from mae_core.checkpoint import open_checkpoint
+from mae_core.checkpoint import check_writable, open_checkpoint
 from mae_core.config import load_config
 from mae_core.errors import UsageError, UserError, entry_point
 from mae_core.record import config_hash, make_record, read_record, read_records, write_record
@@ -89,6 +90,8 @@ def resolve(bench_name, args, encoder=None):
                              f'published layout) or --smoke for generated data')
     work_dir = args.work_dir or str(Path('work_dirs') / bench_name / f'{encoder.sha256[:10]}-'
                                     f'{config_hash(cfg.to_dict())[:10]}{"-smoke" if args.smoke else ""}')
+    check_writable(args.records_dir, '--records-dir')  # last: bad input above leaves nothing behind
+    check_writable(work_dir, '--work-dir')
     ctx = RunContext(encoder, args.smoke, str(Path(work_dir).resolve()), args.resume, args.eval_only, args.launcher)
     return bench, cfg, ctx
 
@@ -136,7 +139,16 @@ def run_one(bench, cfg, ctx, args):
         benchmark=bench.name, family=bench.family, metrics=outcome.metrics, headline=bench.headline, model=model,
         config=cfg.to_dict(), settings=outcome.settings, data=data, start=start, end=time.time(),
         world_size=engine.world_size(), on_gpu=torch.cuda.is_available())
-    return write_record(args.records_dir, record)
+    try:
+        return write_record(args.records_dir, record)
+    except OSError as e:  # the numbers must survive a records dir that went away or filled up during the run
+        print(json.dumps(record, indent=2, default=str))
+        try:
+            kept = f'saved as {write_record(Path(ctx.work_dir) / "records", record)}'
+        except OSError:
+            kept = 'could not be saved in the work dir either'
+        raise UsageError(f'--records-dir {args.records_dir}: could not write the record ({e.strerror or e}); it is '
+                         f'printed above and {kept}') from None
 
 
 def finished_record(records_dir, bench_name, sha, cfg_hash):

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from mae_core import engine
 from mae_core.data import IMAGENET_MEAN, IMAGENET_STD, imagenet_wnids, load_rgb
-from mae_core.errors import DataError, UsageError
+from mae_core.errors import DataError, UnreadableImage, UsageError
 
 from .datasets.readers import read_imagenet_c, read_wnid_folders, timm_class_subset
 from .task import Outcome
@@ -87,13 +87,13 @@ class GroupedImages(torch.utils.data.Dataset):
     def __getitem__(self, i):
         path, label, group = self.samples[i]
         if self.decode == 'tensor':  # plain bytes: a tensor per file would cost a shared-memory handle each
-            return Path(path).read_bytes(), label, group
+            return (str(path), Path(path).read_bytes()), label, group
         return self.transform(load_rgb(path)), label, group
 
 
 def collate(batch):
     images, labels, groups = zip(*batch)
-    images = list(images) if isinstance(images[0], bytes) else torch.stack(images)
+    images = list(images) if isinstance(images[0], tuple) else torch.stack(images)
     return images, torch.tensor(labels), torch.tensor(groups)
 
 
@@ -107,13 +107,14 @@ def eval_transform(cfg):
                       T.CenterCrop(cfg.img_size)] + norm)
 
 
-def decode_on_device(data: list, cfg, device) -> torch.Tensor:
-    """File bytes -> normalised [N, 3, S, S] on ``device``: batched nvJPEG on CUDA (CPU decode elsewhere)."""
-    data = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in data]
+def decode_on_device(files: list, cfg, device) -> torch.Tensor:
+    """(path, file bytes) pairs -> normalised [N, 3, S, S] on ``device``: batched nvJPEG on CUDA (CPU decode
+    elsewhere). A file that decodes neither way is one error naming it."""
+    data = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for _, d in files]
     try:
         imgs = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
-    except RuntimeError:  # not all JPEG: decode one by one on the CPU
-        imgs = [decode_image(d, mode=ImageReadMode.RGB).to(device) for d in data]
+    except RuntimeError:  # not all JPEG (or a broken one): decode one by one on the CPU
+        imgs = [_decode_one(path, d).to(device) for (path, _), d in zip(files, data)]
     out = []
     for img in imgs:
         if cfg.preprocess != 'center_crop':
@@ -124,6 +125,13 @@ def decode_on_device(data: list, cfg, device) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+def _decode_one(path, data):
+    try:
+        return decode_image(data, mode=ImageReadMode.RGB)
+    except RuntimeError as e:
+        raise UnreadableImage(f'{path}: unreadable image ({str(e).splitlines()[0][:120]})') from None
 
 
 # ==================================================================== evaluation

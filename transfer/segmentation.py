@@ -187,7 +187,7 @@ class IoUMetric(BaseMetric):
 # ==================================================================== run
 def run(bench, cfg, ctx) -> Outcome:
     root = cfg.dataset.root
-    val = ADE20K(read_ade(root, 'val'), cfg, train=False)
+    val = ADE20K(read_ade(root, 'val', cfg.preflight), cfg, train=False)
     torch.manual_seed(cfg.seed)
     backbone = ctx.encoder.build(img_size=cfg.crop_size, learnable_pos=True, drop_path_rate=cfg.drop_path,
                                  rel_pos=cfg.rel_pos, layer_scale_init=cfg.layer_scale_init)

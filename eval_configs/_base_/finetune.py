@@ -18,6 +18,7 @@ aug = dict(auto_augment='rand-m9-mstd0.5-inc1', re_prob=0.25, mixup=0.8, cutmix=
            crop_pct=0.875)   # eval: Resize 256 + CenterCrop 224
 precision = 'auto'       # bf16 autocast on GPU and on CPUs with native bf16
 skip_bad_images = False  # True: check every image first, skip unreadable ones and count them in the record
+preflight = True         # check before any work that every listed image exists (and ADE20K val labels); False skips
 seed = 0
 log_interval = 50
 # applied when the checkpoint's arch matches (the record names the arch and the resolved values)

@@ -16,6 +16,7 @@ drop_path = 0.0
 aug = dict(auto_augment=None, re_prob=0.0, mixup=0.0, cutmix=0.0, smoothing=0.0, crop_pct=0.875)
 precision = 'auto'
 skip_bad_images = False  # True: check every image first, skip unreadable ones and count them in the record
+preflight = True         # check before any work that every listed image exists (and ADE20K val labels); False skips
 seed = 0
 log_interval = 50
 arch_overrides = dict(vit_large_patch16=dict(epochs=50), vit_huge_patch14=dict(epochs=50))  # "50 is enough for L/H"

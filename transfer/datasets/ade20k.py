@@ -14,9 +14,10 @@ from mae_core.data import IMAGENET_MEAN, IMAGENET_STD
 from mae_core.errors import DataError, MissingFile, UnreadableImage
 
 IGNORE = 255  # the label of pixels that are not scored
+NUM_CLASSES = 150
 
 
-def read_ade(root, split):
+def read_ade(root, split, preflight=True):
     """``ADEChallengeData2016/{images,annotations}/{training,validation}``: (image, label png) pairs."""
     sub = {'train': 'training', 'val': 'validation'}[split]
     base = Path(root) / 'ADEChallengeData2016' if (Path(root) / 'ADEChallengeData2016').is_dir() else Path(root)
@@ -30,17 +31,34 @@ def read_ade(root, split):
         lab = labels / (img.stem + '.png')
         if not lab.exists():
             raise DataError(f'{lab}: the annotation of {img.name} is missing')
+        with Image.open(img) as a, Image.open(lab) as b:  # headers only: seconds for the whole set
+            if a.size != b.size:
+                raise DataError(f'{lab}: annotation of {b.size[0]}x{b.size[1]} pixels for an image of '
+                                f'{a.size[0]}x{a.size[1]} ({img.name})')
         pairs.append((img, lab))
+    if split == 'val' and preflight:  # the labels scored at the end are checked before any training starts
+        for img, lab in pairs:
+            with Image.open(lab) as b:
+                raw = np.asarray(b)
+            check_labels(raw, lab)
     if not pairs:
         raise MissingFile(f'{images}: no .jpg images')
     return pairs
 
 
+def check_labels(raw: np.ndarray, path):
+    bad = raw[(raw > NUM_CLASSES) & (raw != IGNORE)] if raw.ndim == 2 else None
+    if raw.ndim != 2 or bad.size:
+        found = f'shape {raw.shape}' if raw.ndim != 2 else f'label {int(bad.max())}'
+        raise DataError(f'{path}: labels must be one channel of 0..{NUM_CLASSES} (or {IGNORE}); found {found}')
+
+
 def reduce_zero_label(label: np.ndarray) -> np.ndarray:
-    """ADE20K's 0 ('other') -> ignored; 1..150 -> 0..149."""
-    label = label.astype(np.int64) - 1
-    label[label < 0] = IGNORE
-    return label
+    """ADE20K's 0 ('other') -> ignored; 1..150 -> 0..149; an ignored 255 stays ignored (mmsegmentation's
+    ``LoadAnnotations(reduce_zero_label=True)``)."""
+    out = label.astype(np.int64) - 1
+    out[(out < 0) | (label == IGNORE)] = IGNORE
+    return out
 
 
 def photometric(img: torch.Tensor, rng: random.Random) -> torch.Tensor:
@@ -73,10 +91,11 @@ class ADE20K(torch.utils.data.Dataset):
         img_path, lab_path = self.pairs[i]
         try:
             img = torch.from_numpy(np.array(Image.open(img_path).convert('RGB'))).permute(2, 0, 1)
-            lab = torch.from_numpy(reduce_zero_label(np.asarray(Image.open(lab_path))))
+            raw = np.asarray(Image.open(lab_path))
         except (OSError, SyntaxError) as e:
             raise UnreadableImage(f'{img_path}: unreadable image or annotation ({e})') from None
-        return img, lab
+        check_labels(raw, lab_path)
+        return img, torch.from_numpy(reduce_zero_label(raw))
 
     def __getitem__(self, key):
         index, seed = key if isinstance(key, tuple) else (key, key)

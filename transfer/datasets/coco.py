@@ -1,5 +1,7 @@
 """COCO 2017 detection and instance segmentation data: ``annotations/instances_{train,val}2017.json`` (read with
 pycocotools) over ``{train,val}2017/``, with ViTDet's large-scale jitter for training."""
+import contextlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,23 @@ from pycocotools.coco import COCO
 from torchvision.transforms import functional as TF
 
 from mae_core.data import load_rgb
-from mae_core.errors import MissingFile
+from mae_core.errors import DataError, MissingFile
+
+from .readers import check_files_exist
+
+
+def read_coco(ann: Path) -> COCO:
+    """pycocotools' index of an annotation file; a file that is not COCO json (truncated, no categories, images
+    without ids, annotations of unknown images) is one error naming it."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+            coco = COCO(str(ann))
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
+        raise DataError(f'{ann}: not a COCO annotation file ({type(e).__name__}: {e})') from None
+    for key in ('images', 'annotations', 'categories'):
+        if not isinstance(coco.dataset.get(key), list) or (key == 'categories' and not coco.dataset[key]):
+            raise DataError(f'{ann}: no {key!r} list (a COCO annotation file has images, annotations, categories)')
+    return coco
 
 
 class Categories:
@@ -33,12 +51,14 @@ class COCODetection(torch.utils.data.Dataset):
         if not ann.is_file():
             raise MissingFile(f'{ann}: not found (expected the COCO 2017 layout annotations/'
                                     f'instances_{{train,val}}2017.json with images in {split}2017/)')
-        self.coco, self.images, self.cfg, self.train = COCO(str(ann)), Path(root) / f'{split}2017', cfg, train
+        self.coco, self.images, self.cfg, self.train = read_coco(ann), Path(root) / f'{split}2017', cfg, train
         self.cats = Categories(self.coco)
         ids = sorted(self.coco.getImgIds())
         if train:
             ids = [i for i in ids if any(not a.get('iscrowd', 0) for a in self.coco.loadAnns(self.coco.getAnnIds(i)))]
         self.ids = ids
+        if cfg.get('preflight', True):
+            check_files_exist((self.images / im['file_name'] for im in self.coco.dataset['images']), ann)
 
     def __len__(self):
         return len(self.ids)

@@ -2,6 +2,7 @@
 each ImageNet-C corruption/severity), iNaturalist 2017-2019 COCO-style JSON, Places365-Standard and Places205
 split lists."""
 import json
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -60,7 +61,7 @@ def read_inat(root, split, year, **_) -> Split:
     ``root``; the official val split, labels = category ids in sorted order."""
     path = _need(Path(root) / f'{split}{year}.json', f'the iNaturalist {year} {split} annotation file')
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding='utf-8'))
         files = {im['id']: im['file_name'] for im in data['images']}
         cats = sorted(c['id'] for c in data['categories'])
         label_of = {c: i for i, c in enumerate(cats)}
@@ -70,14 +71,19 @@ def read_inat(root, split, year, **_) -> Split:
                 raise DataError(f'{path}: annotation of image {a["image_id"]} has category_id {a["category_id"]}, '
                                  'which is not in categories')
             samples.append((Path(root) / files[a['image_id']], label_of[a['category_id']]))
-    except (KeyError, TypeError, json.JSONDecodeError) as e:
+    except (KeyError, TypeError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8
         raise DataError(f'{path}: not an iNaturalist COCO-style file (missing or bad {e})') from None
     return Split(samples, len(cats), Path(root))
 
 
 def _read_list(list_file: Path, image_dir: Path, num_classes: int) -> Split:
     samples = []
-    for n, line in enumerate(_need(list_file, 'a split list of "path label" lines').read_text().splitlines(), 1):
+    try:
+        text = _need(list_file, 'a split list of "path label" lines').read_text(encoding='utf-8')
+    except UnicodeDecodeError as e:
+        line = _need(list_file, '').read_bytes()[:e.start].count(b'\n') + 1
+        raise DataError(f'{list_file}:{line}: not UTF-8 text ({e.reason})') from None
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -106,8 +112,17 @@ def read_places205(root, split, **_) -> Split:
 READERS = {'imagenet': read_imagenet, 'inat': read_inat, 'places365': read_places365, 'places205': read_places205}
 
 
-def read_split(spec: dict, split: str) -> Split:
-    """Read ``split`` of the dataset a config's ``dataset`` section describes."""
+def check_files_exist(paths, listed_in):
+    """Preflight: every image a list or annotation file names is there (seconds even for Places365's 1.8 M)."""
+    missing = next((p for p in paths if not os.path.exists(p)), None)
+    if missing is not None:
+        raise DataError(f'{listed_in}: names {missing}, which does not exist (--cfg-options preflight=False skips '
+                        'this check)')
+
+
+def read_split(spec: dict, split: str, preflight: bool = True) -> Split:
+    """Read ``split`` of the dataset a config's ``dataset`` section describes; with ``preflight``, check that
+    every image it names exists before any work starts."""
     fmt = spec['format']
     if fmt not in READERS:
         raise DataError(f'dataset.format {fmt!r} is not one of {sorted(READERS)}')
@@ -118,6 +133,8 @@ def read_split(spec: dict, split: str) -> Split:
     if spec.get('num_classes') not in (None, s.num_classes):
         raise DataError(f'{s.root}: found {s.num_classes} classes, the config says dataset.num_classes='
                          f'{spec["num_classes"]}')
+    if preflight and fmt != 'imagenet':  # ImageNet's samples come from listing the folders themselves
+        check_files_exist((p for p, _ in s.samples), f'{s.root} ({split} list of {spec.get("name", fmt)})')
     return s
 
 
