@@ -7,6 +7,7 @@ import torch
 
 from .checkpoint import CheckpointError, _depth, infer_arch, read_checkpoint
 from .data import IMAGENET_MEAN, IMAGENET_STD, list_images, load_rgb
+from .errors import UsageError
 from .mae import mae
 
 
@@ -49,6 +50,11 @@ def reconstruction_figure(checkpoint, images, out, mask_ratios=(0.75,), masking=
     import matplotlib.pyplot as plt
     from torchvision import transforms as T
     model, meta = mae_from_checkpoint(checkpoint, img_size, allow_pickle)
+    patches = model.grid_size[0] * model.grid_size[1]
+    bad = [r for r in mask_ratios if not 0 < r < 1 or int(patches * (1 - r)) < 1]
+    if bad:
+        raise UsageError(f'--mask-ratios {bad[0]:g}: a ratio must lie in (0, 1) and keep at least one of the '
+                         f'{patches} patches (at most {1 - 1 / patches:.3f} here)')
     size = model.grid_size[0] * model.patch_size
     tf = T.Compose([T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     files = list_images(images)

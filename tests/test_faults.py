@@ -349,3 +349,15 @@ def test_all_killed_at_random_points_then_resumed_ends_as_an_uninterrupted_run(s
         assert records[name][0]['metrics'] == smoke_all[0][name]['metrics'], name
     leftovers = [p for p in tmp_path.rglob('*') if p.name.startswith('.') and p.name.endswith('.tmp')]
     assert leftovers == []
+
+
+@pytest.mark.parametrize('ratios', ['75', '0.95', 'abc'])
+def test_mae_figures_refuses_ratios_that_mask_everything(ratios, tiny_checkpoint, tmp_path):
+    """A 64 px tiny model has 16 patches: 0.95 would keep none, 75 is a percentage typed as a ratio."""
+    from mae_core.pretrain import generated_images
+    from mmengine.config import Config
+    images = generated_images(Config.fromfile(str(REPO / 'eval_configs/pretrain/mae_tiny_cpu.py')).data.generated)
+    proc = run([sys.executable, '-m', 'mae_core.cli', 'figures', '--checkpoint', str(tiny_checkpoint[0]), '--images',
+                str(images), '--out', str(tmp_path / 'f.png'), '--mask-ratios', ratios], check=False)
+    one_line_exit_2(proc, '--mask-ratios')
+    assert not (tmp_path / 'f.png').exists()
