@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .checkpoint import EXPORT_FORMATS, check_writable, export
+from .checkpoint import EXPORT_FORMATS, export
 from .errors import MissingFile, UsageError, UserError, entry_point
 
 
@@ -27,8 +27,6 @@ def pretrain_main(argv=None):
     if args.data_root and not Path(args.data_root).is_dir():
         raise MissingFile(f'--data-root {args.data_root}: no such folder (expected a folder of images)')
     work_dir = args.work_dir or f'work_dirs/{Path(args.config).stem}'
-    check_writable(args.records_dir, '--records-dir')
-    check_writable(work_dir, '--work-dir')
     final, record = pretrain(cfg, work_dir, args.data_root, args.resume, args.launcher, args.records_dir)
     if final is not None:
         print(f'final checkpoint: {final}')

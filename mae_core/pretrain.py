@@ -12,7 +12,7 @@ from mmengine.optim import OptimWrapper
 from timm.optim import param_groups_weight_decay
 
 from . import engine
-from .checkpoint import file_sha256, save_ours
+from .checkpoint import check_writable, file_sha256, save_ours
 from .data import PretrainImages, cache_dir, cached, make_class_folders, smoke_wnids
 from .errors import ConfigError
 from .mae import mae
@@ -59,6 +59,9 @@ def pretrain(cfg: Config, work_dir, data_root=None, resume=False, launcher='none
     """Run the pre-training in ``cfg``; returns ``(final_checkpoint, record_path)`` (None on ranks > 0)."""
     start = time.time()
     rank, world = engine.init_distributed(launcher)
+    if rank == 0:  # before any work; one rank checks, so that no two make and remove the same folder
+        check_writable(records_dir, '--records-dir')
+        check_writable(work_dir, '--work-dir')
     root = data_root or cfg.data.get('root')
     generated = root is None
     if generated:

@@ -90,8 +90,9 @@ def resolve(bench_name, args, encoder=None):
                              f'published layout) or --smoke for generated data')
     work_dir = args.work_dir or str(Path('work_dirs') / bench_name / f'{encoder.sha256[:10]}-'
                                     f'{config_hash(cfg.to_dict())[:10]}{"-smoke" if args.smoke else ""}')
-    check_writable(args.records_dir, '--records-dir')  # last: bad input above leaves nothing behind
-    check_writable(work_dir, '--work-dir')
+    if engine.is_main_process():  # last: bad input above leaves nothing behind; one rank checks (no race)
+        check_writable(args.records_dir, '--records-dir')
+        check_writable(work_dir, '--work-dir')
     ctx = RunContext(encoder, args.smoke, str(Path(work_dir).resolve()), args.resume, args.eval_only, args.launcher)
     return bench, cfg, ctx
 
