@@ -16,7 +16,7 @@ from mmengine.config import ConfigDict
 
 from mae_core.data import synthetic_image, write_image
 from mae_core.vit import vit
-from transfer.robustness import count_correct
+from transfer.robustness import predict
 
 TARGET = 6250
 
@@ -44,11 +44,11 @@ def main():
         for decode in ('pil', 'tensor'):
             cfg = ConfigDict(img_size=224, crop_pct=0.875, preprocess='center_crop', batch_size=args.batch_size,
                              num_workers=args.workers, decode=decode, precision='auto')
-            count_correct(model, samples[: args.batch_size], ['all'], cfg, desc='warm-up')
+            predict(model, samples[: args.batch_size], cfg)
             if on_gpu:
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            count_correct(model, samples, ['all'], cfg, desc=decode)
+            predict(model, samples, cfg)
             if on_gpu:
                 torch.cuda.synchronize()
             rows.append((decode, args.images / (time.perf_counter() - t0)))

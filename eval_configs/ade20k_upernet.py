@@ -25,6 +25,7 @@ batch_size = 2               # per process
 num_workers = 4
 checkpoint_interval = 4000   # iterations
 log_interval = 50
+keep_checkpoints = 1       # training checkpoints kept in the work dir (the newest; saves are atomic)
 precision = 'auto'
 recipe = 'mmseg-mae'
 seed = 0

@@ -32,6 +32,7 @@ eval_batch_size = 1
 num_workers = 4
 checkpoint_interval = 5000   # iterations
 log_interval = 50
+keep_checkpoints = 1       # training checkpoints kept in the work dir (the newest; saves are atomic)
 precision = 'auto'
 recipe = 'vitdet'
 seed = 0

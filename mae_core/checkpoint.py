@@ -286,6 +286,8 @@ def _unwrap(obj, path):
         prefix = obj['meta'].get('encoder_prefix')  # a trained detector / segmenter: its encoder part
         sd = {k[len(prefix):]: v for k, v in obj['model'].items() if k.startswith(prefix)} if prefix else obj['model']
         return sd, 'ours', dict(obj['meta']), obj['model'] if prefix else None
+    if isinstance(obj.get('model'), dict) and any(k.startswith('backbone.net.') for k in obj['model']):
+        return vitdet_to_ours(obj['model']), 'vitdet', {}, None
     if isinstance(obj.get('model'), dict):
         sd = obj['model']
         fmt = 'fb_mae_full' if 'mask_token' in sd else \
@@ -293,6 +295,8 @@ def _unwrap(obj, path):
         return sd, fmt, {}, None
     if isinstance(obj.get('state_dict'), dict):  # an mmengine/other trainer's checkpoint
         return _unwrap(obj['state_dict'], path)
+    if any(k.endswith('layers.0.ln1.weight') for k in obj):
+        return mmseg_to_ours(obj), 'mmseg', {}, None
     if any(k.startswith('vit.embeddings.') for k in obj):
         return hf_to_ours(obj, path), 'hf_vitmae', {}, None
     return obj, 'timm', {}, None
@@ -464,6 +468,10 @@ def load_into(model: VisionTransformer, sd: dict, path='<state dict>', strict_he
     sd = {k: v for k, v in sd.items()
           if not (k.startswith(optional) and (k not in own or own[k].shape != v.shape))}
     for k, v in sd.items():
+        if k not in own and k.endswith(TASK_ADDED_KEYS):
+            raise CheckpointError(f'{path}: key {k!r} holds weights a task added in training (relative position '
+                                  'or layer scale), which this benchmark\'s encoder has no place for; use it '
+                                  'with the benchmark of that task')
         if k not in own:
             raise CheckpointError(f'{path}: unexpected key {k!r} for {type(model).__name__}')
         if own[k].shape != v.shape:
@@ -492,6 +500,16 @@ def _vitdet(sd, task_sd=None):
            if not k.startswith(DECODER_PREFIXES + HEAD_PREFIXES + ('norm.', 'cls_token'))}
     out.update({k[len('detector.'):]: v for k, v in (task_sd or {}).items() if k.startswith('detector.backbone.simfp_')})
     return out
+
+
+def vitdet_to_ours(model: dict) -> dict:
+    """The encoder of a ViTDet file (``backbone.net.*``, ours or detectron2's): same block names, but no cls
+    token and no final norm, which detectron2's ViT does not have: the cls token is set to zeros and the norm
+    is left to the task (a new one, as for global pooling). Trained relative-position tables stay."""
+    sd = {k[len('backbone.net.'):]: v for k, v in model.items() if k.startswith('backbone.net.')}
+    if 'cls_token' not in sd and 'pos_embed' in sd:
+        sd['cls_token'] = torch.zeros(1, 1, sd['pos_embed'].shape[-1], dtype=sd['pos_embed'].dtype)
+    return sd
 
 
 MMSEG_GRID = (32, 32)  # mmsegmentation's MAE config: 512 x 512 crops, patch 16
@@ -535,6 +553,30 @@ def _mmseg(sd, meta, task_sd=None):
     return {'state_dict': {**{f'backbone.{k}': v for k, v in backbone.items()}, **rest}}
 
 
+def mmseg_to_ours(state: dict) -> dict:
+    """The encoder of an mmsegmentation MAE backbone (``layers.*``, or ``backbone.layers.*`` in a whole model) in
+    our names. Zero bias tables and unit layer scales (a pre-trained encoder exported for mmsegmentation) are
+    dropped, trained ones kept; ``relative_position_index`` is a constant; there is no final norm."""
+    prefix = 'backbone.' if any(k.startswith('backbone.layers.') for k in state) else ''
+    sd = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    names = {'ln1': 'norm1', 'ln2': 'norm2', 'attn.qkv': 'attn.qkv', 'attn.proj': 'attn.proj',
+             'ffn.layers.0.0': 'mlp.fc1', 'ffn.layers.1': 'mlp.fc2'}
+    out = {'cls_token': sd['cls_token'], 'pos_embed': sd['pos_embed'],
+           'patch_embed.proj.weight': sd['patch_embed.projection.weight'],
+           'patch_embed.proj.bias': sd['patch_embed.projection.bias']}
+    for i in range(_depth(sd, 'layers.')):
+        l, b = f'layers.{i}.', f'blocks.{i}.'
+        out.update({b + ours + p: sd[l + theirs + p] for theirs, ours in names.items() for p in ('.weight', '.bias')})
+        table = sd.get(l + 'attn.relative_position_bias_table')
+        if table is not None and table.count_nonzero():
+            out[b + 'attn.relative_position_bias_table'] = table
+        for n in (1, 2):
+            gamma = sd.get(f'{l}gamma_{n}')
+            if gamma is not None and not bool((gamma == 1).all()):
+                out[f'{b}ls{n}.gamma'] = gamma
+    return out
+
+
 EXPORT_FORMATS = ('ours', 'fb_mae', 'timm', 'hf_vitmae', 'vitdet', 'mmseg')
 
 
@@ -564,6 +606,9 @@ def export(src, dst, to: str, arch=None, allow_pickle=False, overwrite=False):
             return atomic_write(dst, lambda tmp: Path(tmp).write_bytes(safetensors_bytes(enc)))
         return save_checkpoint(enc, dst)
     if to == 'hf_vitmae':
+        if meta.get('target') in ('pca', 'dvae'):
+            raise UsageError(f'{src}: its decoder predicts {meta["target"]} targets, which Hugging Face\'s ViTMAE '
+                             'cannot hold; export the encoder with --to timm or --to ours')
         return export_hf(sd, meta, dst)
     if to == 'vitdet':
         return save_checkpoint({'model': _vitdet(sd, task_sd)}, dst)

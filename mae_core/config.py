@@ -1,5 +1,6 @@
 """Config files (mmengine's Python configs) and ``--cfg-options key=value`` overrides; errors raise
 :class:`ConfigError` naming the file or key, the entry points print them."""
+import argparse
 import ast
 from pathlib import Path
 
@@ -17,7 +18,7 @@ def parse_value(text: str):
 
 
 POSITIVE = ('batch_size', 'eval_batch_size', 'epochs', 'max_iters', 'accum_iter', 'img_size', 'image_size',
-            'crop_size', 'stride', 'checkpoint_interval', 'log_interval')
+            'crop_size', 'stride', 'checkpoint_interval', 'log_interval', 'keep_checkpoints')
 NON_NEGATIVE = ('num_workers', 'warmup_epochs', 'warmup_iters', 'seed', 'k', 'drop_path', 'weight_decay', 'min_lr')
 FRACTIONS = ('mask_ratio', 're_prob', 'smoothing', 'crop_pct', 'layer_decay')  # in (0, 1] or [0, 1]
 
@@ -75,3 +76,14 @@ def load_config(path, options=()) -> Config:
             raise ConfigError(f'--cfg-options {key}={value}: not a value the config takes '
                               f'({(str(e).splitlines() or [type(e).__name__])[0]})') from None
     return cfg
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` of every command: the description as written, and each option's default where it has one."""
+
+    def _get_help_string(self, action):
+        text = action.help or ''
+        if action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS) \
+                and '%(default)' not in text:
+            text += ' (default: %(default)s)'
+        return text

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from .errors import MissingFile, UnreadableImage
+from .errors import ConfigError, MissingFile, UnreadableImage
 from .seeding import seeded_draws
 
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}
@@ -51,10 +51,32 @@ def load_rgb(path) -> Image.Image:
         raise UnreadableImage(f'{path}: unreadable image ({e})') from None
 
 
-def pretrain_transform(img_size: int, crop_scale=(0.2, 1.0)):
-    """The paper's pre-training augmentation: RandomResizedCrop (bicubic) + flip only."""
-    return T.Compose([T.RandomResizedCrop(img_size, scale=tuple(crop_scale), interpolation=T.InterpolationMode.BICUBIC),
-                      T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+AUGMENTATIONS = ('none', 'crop_fixed', 'crop_rand', 'crop_color')  # the rows of Table 1e
+# Table 1e's colour jitter: the paper gives no parameters; these are MoCo v3's and BYOL's (brightness 0.4,
+# contrast 0.4, saturation 0.2, hue 0.1, applied with probability 0.8, then grey with probability 0.2)
+COLOR_JITTER = dict(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, p=0.8, grayscale_p=0.2)
+
+
+def pretrain_transform(img_size: int, crop_scale=(0.2, 1.0), augmentation='crop_rand'):
+    """The pre-training augmentation of Table 1e, each with a random horizontal flip as in the paper:
+    ``crop_rand`` (the default, fb/mae's): RandomResizedCrop(``crop_scale``, bicubic); ``crop_fixed``: a random
+    crop of fixed size (``img_size`` out of the image resized to ``img_size / 0.875``, as the usual 224 of 256);
+    ``crop_color``: ``crop_rand`` then colour jitter (:data:`COLOR_JITTER`); ``none``: the centre crop of that
+    resized image."""
+    bicubic = T.InterpolationMode.BICUBIC
+    resized = T.Resize(int(round(img_size / 0.875)), interpolation=bicubic)
+    crops = {'none': [resized, T.CenterCrop(img_size)], 'crop_fixed': [resized, T.RandomCrop(img_size)],
+             'crop_rand': [T.RandomResizedCrop(img_size, scale=tuple(crop_scale), interpolation=bicubic)]}
+    if augmentation == 'crop_color':
+        j = COLOR_JITTER
+        steps = crops['crop_rand'] + [T.RandomApply([T.ColorJitter(j['brightness'], j['contrast'], j['saturation'],
+                                                                   j['hue'])], p=j['p']),
+                                      T.RandomGrayscale(j['grayscale_p'])]
+    elif augmentation in crops:
+        steps = crops[augmentation]
+    else:
+        raise ConfigError(f'data.augmentation {augmentation!r}: expected one of {", ".join(AUGMENTATIONS)}')
+    return T.Compose(steps + [T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
 class PretrainImages(torch.utils.data.Dataset):
@@ -63,9 +85,9 @@ class PretrainImages(torch.utils.data.Dataset):
     Returns ``dict(inputs=[3, H, W], seeds=int)``: the seed also fixes the sample's mask.
     """
 
-    def __init__(self, root, img_size=224, crop_scale=(0.2, 1.0)):
+    def __init__(self, root, img_size=224, crop_scale=(0.2, 1.0), augmentation='crop_rand'):
+        self.transform = pretrain_transform(img_size, crop_scale, augmentation)
         self.files = list_images(root)
-        self.transform = pretrain_transform(img_size, crop_scale)
 
     def __len__(self):
         return len(self.files)

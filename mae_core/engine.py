@@ -2,9 +2,11 @@
 CPU, the Runner's arguments, loaders, schedules, precision, resuming the run's own checkpoints on torch >= 2.6,
 atomic training checkpoints, and the run itself (train then validate, or validate only)."""
 import contextlib
+import logging
 import math
 import os
 import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -18,6 +20,7 @@ from mmengine.runner import CheckpointLoader, find_latest_checkpoint
 from mmengine.runner import Runner as _Runner
 from mmengine.visualization import LocalVisBackend, TensorboardVisBackend, Visualizer
 
+from . import progress
 from .checkpoint import atomic_write
 from .errors import ConfigError, DataError, UsageError
 from .seeding import sample_seed
@@ -122,18 +125,35 @@ def trusting_work_dir_checkpoints():
 
 
 class Runner(_Runner):
-    """mmengine's Runner that can resume its own checkpoints on torch 2.14 and says so in the log."""
+    """mmengine's Runner that can resume its own checkpoints on torch 2.14 and says so in the log. Unless
+    verbose (``-v``), its log goes to the work dir only: the console gets errors and our progress line."""
+
+    def build_logger(self, *args, **kwargs):
+        logger = super().build_logger(*args, **kwargs)
+        if not progress.verbose():
+            for handler in logger.handlers:
+                if type(handler) is logging.StreamHandler:
+                    handler.setLevel(logging.ERROR)
+            progress.log_warnings_to([h for h in logger.handlers if isinstance(h, logging.FileHandler)])
+        return logger
+
+    def tell(self, message: str, level='warning'):
+        """Log ``message`` and show it on the console even when it is quiet (resuming, and what went wrong)."""
+        self.logger.log(logging.WARNING if level == 'warning' else logging.INFO, message)
+        if not progress.verbose() and is_main_process():
+            print(f'{level}: {message}', file=sys.stderr, flush=True)
 
     def resume(self, filename, *args, **kwargs):
-        self.logger.info(f'Resuming from {filename}: training continues from its epoch with the same seeds')
+        self.tell(f'Resuming from {filename}: training continues from its epoch with the same seeds', 'note')
         with trusting_work_dir_checkpoints():
             return super().resume(filename, *args, **kwargs)
 
     def load_or_resume(self):
         if self._resume and self._load_from is None and not self._has_loaded:
             self._load_from = self.last_good_checkpoint()
-            if self._load_from is None:
-                self.logger.warning(f'--resume: no finished checkpoint in {self.work_dir}; starting from scratch')
+            if self._load_from is None:  # (mmengine would pick the damaged newest file again)
+                self._resume = False
+                self.tell(f'--resume: no finished checkpoint in {self.work_dir}; starting from scratch')
         return super().load_or_resume()
 
     def last_good_checkpoint(self):
@@ -147,7 +167,7 @@ class Runner(_Runner):
         for path in [Path(named)] * bool(named) + numbered:
             if path.is_file() and zipfile.is_zipfile(path):
                 return str(path)
-            self.logger.warning(f'--resume: {path} is not a complete checkpoint; trying an earlier one')
+            self.tell(f'--resume: {path} is not a complete checkpoint; trying an earlier one')
         return None
 
 
@@ -162,9 +182,9 @@ class AtomicLocalBackend(LocalBackend):
 register_backend('mae_suite_atomic_local', AtomicLocalBackend, force=True)
 
 
-def default_hooks(checkpoint_interval=1, log_interval=10, max_keep=2, by_epoch=True):
-    """Checkpoint every ``checkpoint_interval`` epochs (iterations when not ``by_epoch``), keep the last two,
-    each written atomically."""
+def default_hooks(checkpoint_interval=1, log_interval=10, max_keep=1, by_epoch=True):
+    """Checkpoint every ``checkpoint_interval`` epochs (iterations when not ``by_epoch``), written atomically;
+    keep the last ``max_keep`` (one by default: an atomic save never leaves the newest one partial)."""
     return dict(checkpoint=dict(type=CheckpointHook, interval=checkpoint_interval, max_keep_ckpts=max_keep,
                                 save_last=True, by_epoch=by_epoch,
                                 backend_args=dict(backend='mae_suite_atomic_local')),
@@ -177,11 +197,13 @@ def visualizer_cfg(tensorboard=True):
 
 
 def runner_kwargs(work_dir, launcher, seed, resume, *, name='run', by_epoch=True, checkpoint_interval=1,
-                  log_interval=10, cfg=None):
-    """The Runner arguments every run shares (``cfg``: the resolved config, saved in the work dir)."""
+                  log_interval=10, keep_checkpoints=1, cfg=None):
+    """The Runner arguments every run shares (``cfg``: the resolved config, saved in the work dir). An
+    iteration-based run logs ``Iter(train) [140/150]``, not mmengine's epoch counter."""
     return dict(
         work_dir=str(work_dir), launcher=launcher, resume=resume, randomness=dict(seed=seed),
-        default_hooks=default_hooks(checkpoint_interval, log_interval, by_epoch=by_epoch),
+        default_hooks=default_hooks(checkpoint_interval, log_interval, keep_checkpoints, by_epoch=by_epoch),
+        log_processor=dict(by_epoch=by_epoch),
         visualizer=visualizer_cfg(), experiment_name=f'{name}_{time.strftime("%Y%m%d_%H%M%S")}_{time.time_ns() % 10**6}',
         env_cfg=dict(dist_cfg=dict(backend='nccl' if torch.cuda.is_available() else 'gloo')),
         cfg=dict(cfg or {}, model_wrapper_cfg=model_wrapper_cfg()), log_level='INFO')
@@ -295,7 +317,8 @@ class RunStatsHook(Hook):
     priority = 'VERY_LOW'
 
     def __init__(self, batch_size: int):
-        self.batch_size, self.images, self.seconds, self.epoch_losses, self.last_loss = batch_size, 0, 0.0, [], None
+        self.batch_size, self.images, self.seconds, self.epoch_losses = batch_size, 0, 0.0, []
+        self.first_loss = self.last_loss = None  # mean loss of the first and of the last epoch
 
     def before_train_epoch(self, runner):
         self.epoch_losses = []
@@ -312,10 +335,23 @@ class RunStatsHook(Hook):
     def after_train_epoch(self, runner):
         if self.epoch_losses:
             self.last_loss = sum(self.epoch_losses) / len(self.epoch_losses)
+            if runner.epoch == 0:
+                self.first_loss = self.last_loss
 
     @property
     def images_per_s(self):
         return self.images / self.seconds if self.seconds else 0.0
+
+
+class ProgressHook(Hook):
+    """Reports training and validation steps to the progress line (:mod:`mae_core.progress`)."""
+    priority = 'VERY_LOW'
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        progress.show('train', runner.iter + 1, runner.max_iters)
+
+    def after_val_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        progress.show('eval', batch_idx + 1, len(runner.val_dataloader))
 
 
 class KeepMetrics(Hook):
@@ -334,7 +370,7 @@ def run(model, kwargs, train_loader=None, val_loader=None, evaluator=None, hooks
     ``train_loader`` -> the last validation's metrics (None without a ``val_loader``). Loader workers are
     released after."""
     keep = KeepMetrics()
-    parts = dict(custom_hooks=[keep, *hooks])
+    parts = dict(custom_hooks=[keep, ProgressHook(), *hooks])
     if val_loader is not None:
         parts.update(val_dataloader=val_loader, val_cfg=dict(), val_evaluator=evaluator)
     if train_loader is not None:

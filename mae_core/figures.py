@@ -18,11 +18,15 @@ def mae_from_checkpoint(path, img_size=None, allow_pickle=False):
         raise CheckpointError(f'{path}: no decoder (key decoder_embed.weight missing); reconstructions need a '
                               'full MAE checkpoint (ours, fb/mae *_full.pth / mae_visualize_*.pth, or HF ViTMAE)')
     arch = meta.get('arch') or infer_arch(sd, path)
+    target = meta.get('target') or ('norm_pix' if meta.get('norm_pix_loss') else 'pixel')
+    if target == 'dvae':
+        raise CheckpointError(f'{path}: its decoder predicts dVAE tokens (model.target=dvae), not pixels: there '
+                              'is no reconstruction to draw')
     grid = int(round((sd['pos_embed'].shape[1] - 1) ** 0.5))
     model = mae(arch, img_size=grid * sd['patch_embed.proj.weight'].shape[-1],
                 decoder_embed_dim=sd['decoder_embed.weight'].shape[0], decoder_depth=_depth(sd, 'decoder_blocks.'),
-                decoder_num_heads=meta.get('decoder_num_heads') or 16, norm_pix_loss=bool(meta.get('norm_pix_loss')),
-                masking=meta.get('masking', 'random'))
+                decoder_num_heads=meta.get('decoder_num_heads') or 16, target=target,
+                pca_components=sd['decoder_pred.weight'].shape[0], masking=meta.get('masking', 'random'))
     model.load_state_dict(sd, strict=True)
     return model.eval(), meta
 
@@ -33,6 +37,8 @@ def reconstruct(model, imgs, mask_ratio, masking='random', seed=0):
     model.masking = masking
     seeds = [seed * 1000 + i for i in range(imgs.shape[0])]
     _, pred, mask = model(imgs, mask_ratio, seeds=seeds)
+    if model.target == 'pca':  # coefficients -> pixels: the patch's mean plus the kept components
+        pred = pred @ model.decoder_pca_basis.T + model.decoder_pca_mean
     if model.norm_pix_loss:  # the prediction is per-patch normalised: undo it with the patch's own statistics
         target = model.patchify(imgs)
         mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
@@ -41,6 +47,14 @@ def reconstruct(model, imgs, mask_ratio, masking='random', seed=0):
     recon = model.unpatchify(pred, grid)
     m = model.unpatchify(mask.unsqueeze(-1).expand(-1, -1, pred.shape[-1]), grid)  # 1 = removed
     return imgs * (1 - m), recon, imgs * (1 - m) + recon * m
+
+
+def smoke_note(meta: dict) -> str:
+    """A title's note for a model pre-trained on generated images, which reconstructs nothing like the paper's."""
+    if 'smoke' not in str(meta.get('pretrain_data', '')):
+        return ''
+    return (f'\nsmoke model: {meta.get("arch", "")} pre-trained {meta.get("epochs", "?")} epochs on generated '
+            'images, not comparable with the paper\'s figures')
 
 
 def reconstruction_figure(checkpoint, images, out, mask_ratios=(0.75,), masking=None, num=4, img_size=None,
@@ -75,7 +89,7 @@ def reconstruction_figure(checkpoint, images, out, mask_ratios=(0.75,), masking=
             axes[i][j].imshow(batch[i])
             axes[i][j].axis('off')
         axes[0][j].set_title(title, fontsize=7)
-    fig.suptitle(f'{Path(checkpoint).name}: {masking} masking', fontsize=8)
+    fig.suptitle(f'{Path(checkpoint).name}: {masking} masking' + smoke_note(meta), fontsize=8)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

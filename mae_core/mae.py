@@ -1,6 +1,11 @@
 """Masked autoencoder (He et al., CVPR 2022): the encoder sees only the visible patches, a light decoder
-reconstructs the removed ones from the latent tokens and mask tokens, and the loss is the mean squared error
-on removed patches only.
+reconstructs the removed ones from the latent tokens and mask tokens, and the loss is computed on removed
+patches only.
+
+The reconstruction target (Table 1d, Table 7): ``pixel`` and ``norm_pix`` (pixels, or per-patch normalised
+pixels; mean squared error, exactly fb/mae's), ``pca`` (the largest PCA coefficients of each patch, fitted on
+training patches and kept in the checkpoint; mean squared error) and ``dvae`` (the token of each patch from
+DALL-E's discrete VAE encoder, as BEiT; cross-entropy over its 8192 tokens).
 
 The encoder is :class:`mae_core.vit.VisionTransformer` itself (this class extends it), so the state-dict keys
 are the reference's: a fb/mae checkpoint loads with ``load_state_dict(strict=True)``.
@@ -9,21 +14,33 @@ from functools import partial
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 
 from . import masking as masking_lib
 from .errors import ConfigError
+from .data import IMAGENET_MEAN, IMAGENET_STD
 from .vit import ARCHS, VisionTransformer, resample_pos_table, sincos_pos_embed
+
+TARGETS = ('pixel', 'norm_pix', 'pca', 'dvae')
+DVAE_EPS = 0.1  # DALL-E's logit-Laplace pixel mapping (dall_e.utils.map_pixels)
 
 
 class MaskedAutoencoder(VisionTransformer):
 
     def __init__(self, img_size=224, patch_size=16, in_chans=3, embed_dim=1024, depth=24, num_heads=16,
                  decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16, mlp_ratio=4.0,
-                 norm_pix_loss=False, masking='random', encoder_mask_tokens=False, norm_eps=1e-6):
+                 norm_pix_loss=False, masking='random', encoder_mask_tokens=False, norm_eps=1e-6, target=None,
+                 pca_components=96, tokenizer=None, vocab_size=8192):
         if masking not in masking_lib.KINDS:
             raise ConfigError(f'unknown masking {masking!r}; expected one of {masking_lib.KINDS}')
-        self.norm_pix_loss, self.masking, self.encoder_mask_tokens = norm_pix_loss, masking, encoder_mask_tokens
+        target = target or ('norm_pix' if norm_pix_loss else 'pixel')
+        if target not in TARGETS:
+            raise ConfigError(f'model.target {target!r}: expected one of {", ".join(TARGETS)}')
+        if norm_pix_loss and target != 'norm_pix':
+            raise ConfigError(f'model.norm_pix_loss=True contradicts model.target={target!r}: set only target')
+        self.target, self.norm_pix_loss = target, target == 'norm_pix'
+        self.masking, self.encoder_mask_tokens = masking, encoder_mask_tokens
         # ------------------------------------------------------------ encoder (the ViT itself)
         super().__init__(img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio, norm_eps=norm_eps,
                          initialize=False)
@@ -41,7 +58,16 @@ class MaskedAutoencoder(VisionTransformer):
             Block(decoder_embed_dim, decoder_num_heads, mlp_ratio, qkv_bias=True, norm_layer=norm_layer)
             for _ in range(decoder_depth)])
         self.decoder_norm = norm_layer(decoder_embed_dim)
-        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size ** 2 * in_chans)
+        patch_dim = patch_size ** 2 * in_chans
+        out = {'pca': pca_components, 'dvae': vocab_size}.get(target, patch_dim)
+        self.decoder_pred = nn.Linear(decoder_embed_dim, out)
+        if target == 'pca':  # fitted before training (:meth:`fit_pca`), saved with the decoder
+            self.register_buffer('decoder_pca_mean', torch.zeros(patch_dim))
+            self.register_buffer('decoder_pca_basis', torch.zeros(patch_dim, pca_components))
+        if target == 'dvae':
+            if tokenizer is None:
+                raise ConfigError('model.target=\'dvae\' needs the DALL-E tokenizer: set model.dvae_weights')
+            self.tokenizer = tokenizer.eval().requires_grad_(False)  # frozen; never saved in final.pth
         assert self.decoder_pos_embed.shape[1] == num_patches + 1
         self.initialize_weights()
 
@@ -97,15 +123,55 @@ class MaskedAutoencoder(VisionTransformer):
         x = self.decoder_pred(self.decoder_norm(x))
         return x[:, 1:]  # [N, L, p*p*C], cls token removed
 
-    # ---------------------------------------------------------------- loss
-    def forward_loss(self, imgs, pred, mask):
-        """Mean squared error per patch, averaged over removed patches only."""
+    # ---------------------------------------------------------------- targets
+    @torch.no_grad()
+    def fit_pca(self, patches: torch.Tensor) -> float:
+        """Fit the PCA target on training patches [M, p*p*C] (normalised pixels): the mean and the
+        ``pca_components`` leading principal directions -> the fraction of the patches' variance they keep."""
+        patches = patches.double()
+        mean = patches.mean(0)
+        eigvals, eigvecs = torch.linalg.eigh(torch.cov((patches - mean).T))  # ascending
+        k = self.decoder_pca_basis.shape[1]
+        self.decoder_pca_mean.copy_(mean.float())
+        self.decoder_pca_basis.copy_(eigvecs[:, -k:].flip(1).float())
+        return float(eigvals[-k:].sum() / eigvals.sum())
+
+    @torch.no_grad()
+    def dvae_tokens(self, imgs) -> torch.Tensor:
+        """DALL-E's token of each patch [N, L]. As BEiT, the tokenizer sees the same crop at 8 pixels per patch
+        (112 px for 224 / 16), mapped by DALL-E's ``map_pixels``; the resize is done here on the tensor
+        (antialiased bicubic) where BEiT resizes in its loader with PIL's Lanczos."""
+        mean = torch.tensor(IMAGENET_MEAN, device=imgs.device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=imgs.device).view(1, 3, 1, 1)
+        h, w = imgs.shape[2] // self.patch_size, imgs.shape[3] // self.patch_size
+        x = F.interpolate((imgs.float() * std + mean).clamp(0, 1), size=(8 * h, 8 * w), mode='bicubic',
+                          antialias=True, align_corners=False).clamp(0, 1)
+        logits = self.tokenizer((1 - 2 * DVAE_EPS) * x + DVAE_EPS)  # [N, vocab, h, w]
+        return logits.argmax(1).flatten(1)
+
+    def target_of(self, imgs) -> torch.Tensor:
+        """What the decoder predicts for every patch: [N, L, p*p*C] pixels, [N, L, k] PCA coefficients, or
+        [N, L] dVAE tokens."""
+        if self.target == 'dvae':
+            return self.dvae_tokens(imgs)
         target = self.patchify(imgs)
+        if self.target == 'pca':
+            return (target - self.decoder_pca_mean) @ self.decoder_pca_basis
         if self.norm_pix_loss:
             mean = target.mean(dim=-1, keepdim=True)
             var = target.var(dim=-1, keepdim=True)
             target = (target - mean) / (var + 1.e-6) ** .5
-        loss = ((pred - target) ** 2).mean(dim=-1)  # [N, L]
+        return target
+
+    # ---------------------------------------------------------------- loss
+    def forward_loss(self, imgs, pred, mask):
+        """Mean squared error per patch (cross-entropy per patch for dVAE tokens), averaged over removed
+        patches only."""
+        target = self.target_of(imgs)
+        if self.target == 'dvae':
+            loss = F.cross_entropy(pred.transpose(1, 2), target, reduction='none')  # [N, L]
+        else:
+            loss = ((pred - target) ** 2).mean(dim=-1)  # [N, L]
         return (loss * mask).sum() / mask.sum()
 
     def forward(self, imgs, mask_ratio=0.75, noise=None, seeds=None):

@@ -14,7 +14,9 @@ import platform
 import subprocess
 from pathlib import Path
 
-from .checkpoint import atomic_write
+import numpy as np
+
+from .checkpoint import atomic_write, file_sha256
 from .errors import UserError
 
 SCHEMA = 'mae-suite/run-record/v1'
@@ -22,6 +24,7 @@ FULL = 'full'  # the only subset whose numbers stand beside the paper's
 SUBSETS = ('full', 'partial', 'smoke', 'custom')  # custom: pre-training on another image folder than ImageNet's
 STATUSES = ('finished',)  # a record is written only when its run finishes
 PRETRAIN = 'mae_pretrain'  # the benchmark name of pre-training records
+DEFAULT_DIR = 'results/runs'  # every command's default --records-dir (the demo's too)
 NUMBER = (int, float)
 
 # field -> (type, required keys inside it)
@@ -82,6 +85,14 @@ def validate(rec: dict, where='<record>', benchmarks=None) -> dict:
             raise RecordError(f'{where}: field metrics.{shown} must be a finite number, got {value!r}')
     if rec['status'] == 'finished' and rec['headline'] not in rec['metrics']:
         raise RecordError(f'{where}: field headline names {rec["headline"]!r}, which is not in metrics')
+    for name, bounds in (rec.get('ci95') or {}).items():
+        if not (isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, NUMBER) and math.isfinite(b)
+                                                                        for b in bounds) and bounds[0] <= bounds[1]):
+            raise RecordError(f'{where}: field ci95.{name} must be [low, high], got {bounds!r}')
+    side = rec.get('samples')
+    if side is not None and not (isinstance(side, dict) and isinstance(side.get('file'), str)
+                                 and isinstance(side.get('sha256'), str) and '/' not in side['file']):
+        raise RecordError(f'{where}: field samples must name a file beside the record and its sha256')
     return rec
 
 
@@ -141,10 +152,20 @@ def make_record(*, benchmark, family, metrics, headline, model, config, settings
     return validate(rec)
 
 
-def write_record(records_dir, rec: dict) -> Path:
-    """Validate and write ``RECORDS/<benchmark>/<run_id>.json`` atomically; returns the path."""
+def write_record(records_dir, rec: dict, samples: dict = None) -> Path:
+    """Validate and write ``RECORDS/<benchmark>/<run_id>.json`` atomically; returns the path. ``samples`` (what
+    each evaluated image contributed, numpy arrays) go first, atomically, to ``<run_id>.samples.npz`` beside it,
+    and the record names that file and its sha256: a record never names a partial sidecar."""
     validate(rec)
     path = Path(records_dir) / rec['benchmark'] / f'{rec["run_id"]}.json'
+    if samples is not None:
+        side = path.with_name(f'{rec["run_id"]}.samples.npz')
+
+        def write_samples(tmp):
+            with open(tmp, 'wb') as f:
+                np.savez_compressed(f, **samples)
+        atomic_write(side, write_samples)
+        rec['samples'] = dict(file=side.name, sha256=file_sha256(side), kind=str(samples.get('kind', '')))
 
     def write(tmp):
         with open(tmp, 'w') as f:
@@ -159,6 +180,23 @@ def read_record(path, benchmarks=None) -> dict:
     except (ValueError, OSError) as e:  # bad JSON, NaN/Infinity, bad UTF-8, unreadable
         raise RecordError(f'{path}: not a readable JSON record ({e})') from None
     return validate(rec, str(path), benchmarks)
+
+
+def read_samples(record_path, rec=None):
+    """The samples the record at ``record_path`` names, checked against its sha256; None for a record without
+    them (older records)."""
+    record_path = Path(record_path)
+    rec = rec or read_record(record_path)
+    side = rec.get('samples')
+    if not side:
+        return None
+    path = record_path.with_name(side['file'])
+    if not path.is_file():
+        raise RecordError(f'{record_path}: its samples file {path} is missing')
+    if file_sha256(path) != side['sha256']:
+        raise RecordError(f'{path}: sha256 differs from the one its record {record_path.name} names')
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
 
 
 def _no_constant(name):

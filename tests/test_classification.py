@@ -1,5 +1,6 @@
 """Classification transfer: the recipes' mechanics (layer decay, LARS, frozen parts) on the real run path,
 the dataset readers on generated data in each real format, eval-only and resume."""
+import hashlib
 import random
 import sys
 from pathlib import Path
@@ -71,6 +72,21 @@ def test_readers_on_generated_data_in_each_real_format(spec):
     assert {y for _, y in val.samples} == set(range(smoke.NUM_CLASSES))
     assert all(p.exists() for p, _ in val.samples)
     assert val.num_classes == {'inat': 10, 'places205': 205, 'places365': 365}[spec['format']]
+
+
+def test_each_generated_inat_and_places_set_has_its_own_images():
+    """A reader that took 2018's files for 2017's (or Places205's for Places365's) must show: no two sets share
+    an image."""
+    sets = [dict(format='inat', year=y) for y in (2017, 2018, 2019)] + [dict(format='places205'),
+                                                                        dict(format='places365')]
+    seen = {}
+    for spec in sets:
+        root = smoke.for_dataset(spec)
+        for split in ('train', 'val'):
+            for path, _ in read_split(dict(spec, root=str(root)), split).samples:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                assert digest not in seen, f'{path} is the same image as {seen.get(digest)}'
+                seen[digest] = path
 
 
 def test_reader_errors_name_the_file(tmp_path):

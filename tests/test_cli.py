@@ -1,13 +1,16 @@
 """run_transfer.py as a user runs it: list, bad input, one benchmark under torchrun, and `all`."""
+import argparse
 import dataclasses
 import re
+import shutil
 import sys
 
 import pytest
 
 from conftest import REPO, run
-from transfer import cli, registry
+from mae_core import cli as core_cli
 from mae_core.record import read_record, read_records
+from transfer import cli, compare, demo, registry, tables
 
 RUN = [sys.executable, str(REPO / 'run_transfer.py')]
 
@@ -95,10 +98,14 @@ def test_all_goes_on_past_a_failing_benchmark_and_exits_non_zero(tiny_checkpoint
     monkeypatch.setattr(cli, 'BENCHMARKS', {'inat2019': broken_inat, 'in1k_linprobe': registry.BENCHMARKS['in1k_linprobe']})
     monkeypatch.chdir(tmp_path)
     status = cli.main(['all', '--checkpoint', str(tiny_checkpoint[0]), '--smoke', '--records-dir', str(tmp_path / 'r')])
-    out = capsys.readouterr().out
+    printed = capsys.readouterr()
     assert status == 1
-    assert re.search(r'^inat2019\s+failed: RuntimeError: this benchmark is broken', out, re.M)
-    assert re.search(r'^in1k_linprobe\s+finished\s+top1', out, re.M)
+    assert re.search(r'^inat2019\s+FAILED', printed.out, re.M)
+    assert re.search(r'^in1k_linprobe\s+finished\s+top1', printed.out, re.M)
+    # the message in full, once, after the summary, its benchmark named once
+    assert printed.err.strip().splitlines()[-1] == 'error: inat2019: RuntimeError: this benchmark is broken'
+    assert [l for l in printed.err.splitlines() if l.startswith('error:')] == [printed.err.strip().splitlines()[-1]]
+    assert 'inat2019: inat2019' not in printed.err
     assert [r['benchmark'] for r in read_records(tmp_path / 'r')] == ['in1k_linprobe']
 
 
@@ -120,3 +127,71 @@ def test_a_run_on_exactly_the_published_evaluation_set_is_recorded_full(name, si
     assert cli.main(args) == 0
     (rec,) = [read_record(p) for p in (tmp_path / 'r').glob('*/*.json')]
     assert rec['data']['subset'] == 'full' and rec['data']['num_images'] == size
+
+
+def test_all_after_the_demo_skips_everything_and_prints_a_few_lines_per_benchmark(tiny_checkpoint, tmp_path,
+                                                                                  monkeypatch, capsys):
+    """The demo and run-transfer share the records dir by default, so the README's ``run-transfer all
+    --checkpoint work_dirs/demo/pretrain/final.pth --smoke`` after the demo re-runs nothing; every work dir of the
+    demo is under its --out; the console gets a few lines per benchmark, mmengine's log goes to the work dir.
+    (Three benchmarks, one a prerequisite of another, stand for the fourteen.)"""
+    subset = {n: registry.BENCHMARKS[n] for n in ('in1k_finetune', 'in1k_linprobe', 'imagenet_a')}
+    monkeypatch.setattr(cli, 'BENCHMARKS', subset)
+    monkeypatch.chdir(tmp_path)
+    final = tmp_path / 'work_dirs' / 'demo' / 'pretrain' / 'final.pth'
+    final.parent.mkdir(parents=True)
+    shutil.copy(tiny_checkpoint[0], final)
+    assert demo.main([]) == 0
+    printed = capsys.readouterr()
+    lines = (printed.out + printed.err).strip().splitlines()
+    assert len(lines) <= 8 + 3 * len(subset) + 3 + len(subset), '\n'.join(lines)  # steps, 3 a benchmark, summary
+    assert 'mmengine' not in printed.out + printed.err and 'FileClient' not in printed.out + printed.err
+    assert sorted(p.parent.name for p in (tmp_path / 'results' / 'runs').glob('*/*.json')) == sorted(subset)
+    assert sorted(p.name for p in (tmp_path / 'work_dirs').iterdir()) == ['demo']  # all under --out
+    logs = list((tmp_path / 'work_dirs' / 'demo' / 'work_dirs' / 'in1k_linprobe').glob('*/*/*.log'))
+    assert logs and 'System environment' in logs[0].read_text()  # the full log is in the work dir
+    page = (tmp_path / 'work_dirs' / 'demo' / 'report' / 'index.html').read_text()
+    assert 'src="figures/reconstructions.png"' in page
+
+    assert cli.main(['all', '--checkpoint', str(final), '--smoke']) == 0
+    again = capsys.readouterr()
+    assert again.out.count('skipped (done)') == len(subset) and ' finished ' not in again.out
+    assert len(read_records(tmp_path / 'results' / 'runs')) == len(subset)
+
+
+def test_verbose_prints_mmengines_log(tiny_checkpoint, tmp_path):
+    proc = run(RUN + ['in1k_linprobe', '--checkpoint', str(tiny_checkpoint[0]), '--smoke', '-v', '--records-dir',
+                      str(tmp_path / 'r')], cwd=tmp_path)
+    assert 'mmengine - INFO - Epoch(train)' in proc.stdout
+
+
+def test_smoke_work_dirs_keep_one_training_checkpoint_and_iteration_runs_log_iterations(smoke_all):
+    work_dirs = smoke_all[1].parent / 'work_dirs'
+    for bench in registry.BENCHMARKS:
+        for run_dir in (work_dirs / bench).glob('*'):
+            kept = [p.name for p in run_dir.glob('*.pth') if p.name.startswith(('epoch_', 'iter_'))]
+            assert len(kept) <= 1, (run_dir, kept)
+    for bench in ('coco_maskrcnn', 'ade20k_upernet'):
+        log = next((work_dirs / bench).glob('*/*/*.log')).read_text()
+        assert re.search(r'Iter\(train\) \[\s*\d+/\d+\]', log) and 'Epoch(train)' not in log, bench
+
+
+def test_every_command_has_a_whole_description_and_help_for_every_option(monkeypatch):
+    parsers = []
+
+    def capture(self, *args, **kwargs):
+        parsers.append(self)
+        raise SystemExit(0)
+    monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', capture)
+    for main in (cli.main, tables.main, demo.main, compare.main, core_cli.pretrain_main, core_cli.convert_main,
+                 core_cli.figures_main):
+        with pytest.raises(SystemExit):
+            main([])
+    assert len(parsers) == 7
+    for p in parsers:
+        text = p.format_help()
+        assert p.description.splitlines()[0].endswith('.') and '``' not in text and ':class:' not in text, p.prog
+        for action in p._actions:
+            assert action.help, f'{p.prog} {action.option_strings or action.dest}: no help'
+        if any('--records-dir' in a.option_strings for a in p._actions):
+            assert '(default: results/runs)' in ' '.join(text.split())

@@ -293,3 +293,50 @@ def test_our_pyramid_is_detectrons_simple_feature_pyramid(tmp_path):
         reference = simple_feature_pyramid_forward(sd, encoder.forward_intermediates(x)[0])
     for a, b in zip(ours, reference):
         assert a.shape == b.shape and (a - b).abs().max() <= 1e-5 * b.abs().max()
+
+
+# ==================================================================== round trips: exports read back
+def test_vitdet_and_mmseg_exports_of_a_pretrained_encoder_read_back_through_load_encoder(tmp_path):
+    """A user who fine-tuned in detectron2 or mmsegmentation brings the backbone back: every block weight comes
+    back exactly; ViTDet has no cls token (read back as zeros) and mmsegmentation's table is its 32 x 32 one
+    (resampled again to the benchmark's grid when a model is built)."""
+    torch.manual_seed(0)
+    pretrained = vit('vit_toy_patch16', img_size=224)
+    for p in pretrained.parameters():
+        p.data.normal_()
+    original = pretrained.state_dict()
+    src = ck.save_ours(tmp_path / 'ours.pth', original, dict(arch='vit_toy_patch16', num_heads=H))
+    blocks = {k: v for k, v in original.items() if k.startswith(('blocks.', 'patch_embed.'))}
+    for to in ('vitdet', 'mmseg'):
+        sd, info = ck.load_encoder(ck.export(src, tmp_path / f'{to}.pth', to))
+        assert info['format'] == to and info['arch'] == 'vit_toy_patch16'
+        assert set(sd) == set(blocks) | {'cls_token', 'pos_embed'}, to  # no norm.*: neither layout has one
+        assert all(torch.equal(sd[k], v) for k, v in blocks.items()), to
+        handle = ck.open_checkpoint(tmp_path / f'{to}.pth')
+        model = handle.build(img_size=224)  # a classification benchmark's encoder builds from it
+        assert torch.equal(model.blocks[1].mlp.fc2.weight, original['blocks.1.mlp.fc2.weight'])
+    vitdet_sd, _ = ck.load_encoder(tmp_path / 'vitdet.pth')
+    assert torch.equal(vitdet_sd['pos_embed'], original['pos_embed'])
+    assert not vitdet_sd['cls_token'].any()
+    mmseg_sd, _ = ck.load_encoder(tmp_path / 'mmseg.pth')
+    assert torch.equal(mmseg_sd['cls_token'], original['cls_token'])
+    assert mmseg_sd['pos_embed'].shape == (1, 1 + 32 * 32, D)
+
+
+def test_trained_task_weights_read_back_and_go_only_where_they_have_a_place(tmp_path):
+    """A segmenter's trained bias tables and layer scales come back from the mmseg file and load into the
+    segmentation encoder; a classification encoder has no place for them, which is one error naming the key."""
+    torch.manual_seed(0)
+    backbone = vit('vit_toy_patch16', img_size=512, rel_pos='bias', layer_scale_init=1.0)
+    model = UperNetViT(backbone, (0, 0, 1, 1), 150, channels=32, aux_channels=16)
+    for p in model.parameters():
+        p.data.normal_(0, 0.5)
+    src = ck.save_ours(tmp_path / 'segmenter.pth', model.state_dict(),
+                       dict(arch='vit_toy_patch16', task='ade20k_upernet', encoder_prefix='backbone.'))
+    handle = ck.open_checkpoint(ck.export(src, tmp_path / 'mmseg.pth', 'mmseg'))
+    again = handle.build(img_size=512, rel_pos='bias', layer_scale_init=1.0)
+    trained = {k: v for k, v in backbone.state_dict().items() if not k.startswith('norm.')}
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in trained.items())
+    with pytest.raises(ck.CheckpointError, match=r"key 'blocks\.0\.attn\.relative_position_bias_table' holds "
+                                                 'weights a task added'):
+        handle.build(img_size=224)

@@ -309,7 +309,7 @@ def test_an_unwritable_records_dir_fails_before_any_work(encoder_file, tmp_path,
 
 def test_resume_passes_over_a_damaged_last_checkpoint(encoder_file, tmp_path):
     args = RUN + ['in1k_linprobe', '--checkpoint', str(encoder_file), '--smoke', '--work-dir', str(tmp_path / 'w'),
-                  '--records-dir', str(tmp_path / 'r'), '--cfg-options', 'epochs=2']
+                  '--records-dir', str(tmp_path / 'r'), '--cfg-options', 'epochs=2', 'keep_checkpoints=2']
     run(args, cwd=tmp_path)
     newest = tmp_path / 'w' / 'epoch_2.pth'
     newest.write_bytes(newest.read_bytes()[:1000])  # damaged outside our atomic writes

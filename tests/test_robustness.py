@@ -68,9 +68,10 @@ def test_the_200_class_masking_scores_the_right_logits(tmp_path):
     cfg = ConfigDict(img_size=64, crop_pct=0.875, preprocess='resize_crop', batch_size=16, num_workers=0,
                      decode='pil', precision='fp32')
     model = FixedLogits(index, outside)
-    assert rb.count_correct(model, samples, ['all'], cfg, subset)['all'] == [len(samples), len(samples)]
+    top5 = rb.predict(model, samples, cfg, subset)
+    assert rb.count_correct(top5, samples, ['all'])['all'] == [len(samples), len(samples)]
     full = [(p, index, 0) for p, _, _ in samples]
-    assert rb.count_correct(model, full, ['all'], cfg)['all'] == [0, len(samples)]  # unmasked: wrong
+    assert rb.count_correct(rb.predict(model, full, cfg), full, ['all'])['all'] == [0, len(samples)]  # unmasked
 
 
 def test_batched_tensor_decoding_matches_the_pil_path():

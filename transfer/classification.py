@@ -5,6 +5,7 @@ One protocol switch in the config: ``finetune`` (all blocks), ``linprobe`` (froz
 BatchNorm without affine + linear head, LARS), ``partial`` (the last ``k`` blocks, fc_norm and head)."""
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.evaluator import BaseMetric, Evaluator
@@ -22,7 +23,7 @@ from mae_core.seeding import seeded_draws
 from . import optim
 from .datasets.readers import read_split
 from .datasets.torch_dataset import ClassificationDataset
-from .task import Outcome, TrainPlan, execute
+from .task import Outcome, TrainPlan, execute, image_samples
 
 PROTOCOLS = ('finetune', 'linprobe', 'partial')
 
@@ -143,8 +144,9 @@ class TopKAccuracy(BaseMetric):
     def compute_metrics(self, results):
         preds = torch.stack([r[0] for r in results])
         labels = torch.tensor([r[1] for r in results])
+        self.samples = dict(label=labels.numpy().astype(np.int32), top5=preds.numpy().astype(np.int32))
         hits = preds == labels[:, None]
-        out = {f'top{k}': 100.0 * hits[:, :k].any(dim=1).float().mean().item() for k in self.topk}
+        out = {f'top{k}': 100.0 * int(hits[:, :k].any(dim=1).sum()) / len(results) for k in self.topk}
         out['num_images'] = len(results)
         return out
 
@@ -162,8 +164,9 @@ def run(bench, cfg, ctx) -> Outcome:
     bf16 = engine.precision_is_bf16(cfg.precision)
     mixup, criterion = mixup_and_loss(cfg, num_classes)
     val_ds = ClassificationDataset(val.samples, eval_transform(cfg.img_size, cfg.aug.crop_pct))
+    accuracy = TopKAccuracy()
     plan = TrainPlan(Classifier(vit, mixup, criterion, bf16),
-                     engine.val_loader(val_ds, cfg.eval_batch_size, cfg.num_workers), Evaluator(TopKAccuracy()))
+                     engine.val_loader(val_ds, cfg.eval_batch_size, cfg.num_workers), Evaluator(accuracy))
     accum = cfg.get('accum_iter', 1)
     if train is not None:
         train_ds = ClassificationDataset(train.samples, train_transform(cfg))
@@ -186,4 +189,6 @@ def run(bench, cfg, ctx) -> Outcome:
     data = dict(dataset=cfg.dataset.name, split='val', num_images=int(results['num_images']), root=str(val.root))
     if cfg.get('skip_bad_images'):
         data['skipped_images'] = skipped
-    return Outcome({k: float(results[k]) for k in ('top1', 'top5')}, settings, data, extra)
+    samples = image_samples('topk', [p for p, _ in val.samples], val.root, **accuracy.samples) \
+        if engine.is_main_process() else None
+    return Outcome({k: float(results[k]) for k in ('top1', 'top5')}, settings, data, extra, samples=samples)

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import torch
 
-from mae_core import engine
+from mae_core import engine, progress
 from mae_core.checkpoint import check_writable, open_checkpoint
-from mae_core.config import load_config
+from mae_core.config import HelpFormatter, load_config
 from mae_core.errors import UsageError, UserError, entry_point
-from mae_core.record import config_hash, make_record, read_record, read_records, write_record
+from mae_core.record import DEFAULT_DIR, FULL, config_hash, make_record, read_records, write_record
 
-from . import classification, detection, robustness, segmentation
+from . import classification, detection, intervals, robustness, segmentation
 from .registry import BENCHMARKS
 from .task import RunContext
 
@@ -35,23 +35,42 @@ FAMILIES = {'classification': classification.run, 'robustness': robustness.run, 
             'segmentation': segmentation.run}
 
 
+DESCRIPTION = """Run MAE transfer benchmarks on a checkpoint and write a run record for each.
+
+  run-transfer list                                        the registered benchmarks
+  run-transfer BENCH --checkpoint PATH --data-root DIR     one benchmark on its dataset
+  run-transfer BENCH --checkpoint PATH --smoke             on generated data, in seconds
+  run-transfer all --checkpoint PATH [--smoke]             every benchmark; finished ones are skipped
+
+(python run_transfer.py is the same command.) Bad input is one line on standard error and exit code 2.
+The console shows one progress line per benchmark; mmengine's full log is in the work dir (-v: everything)."""
+
+
 def parser():
-    p = argparse.ArgumentParser('run_transfer.py', description='Run MAE transfer benchmarks and write run records.')
+    p = argparse.ArgumentParser('run-transfer', description=DESCRIPTION, formatter_class=HelpFormatter)
     p.add_argument('benchmark', help='a registered benchmark, "list" or "all"')
     p.add_argument('--checkpoint', help='ours, fb/mae .pth, timm .pth/.safetensors, or a Hugging Face ViTMAE folder')
     p.add_argument('--data-root', help='the dataset root in its published layout')
     p.add_argument('--smoke', action='store_true', help='the smoke config on generated data (made on first use)')
-    p.add_argument('--records-dir', default='results/runs')
-    p.add_argument('--work-dir', help='default: work_dirs/<benchmark>/<checkpoint sha>-<config hash>')
+    p.add_argument('--records-dir', default=DEFAULT_DIR,
+                   help='where run records go; "all" skips a benchmark with a finished record here')
+    p.add_argument('--work-dir', help='the run\'s checkpoints and logs; default: work_dirs/<benchmark>/<checkpoint '
+                                      'sha>-<config hash>; with "all", the folder that replaces work_dirs/')
     p.add_argument('--resume', action='store_true', help='continue from the last checkpoint in the work dir')
     p.add_argument('--eval-only', action='store_true', help='evaluate an already fine-tuned checkpoint')
-    p.add_argument('--launcher', default='none', choices=engine.LAUNCHERS)
-    p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE')
+    p.add_argument('--launcher', default='none', choices=engine.LAUNCHERS,
+                   help='pytorch under torchrun, slurm under srun')
+    p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                   help='override config values, e.g. batch_size=64 (a key the config lacks is an error)')
     p.add_argument('--config', help='another config for the benchmark (e.g. eval_configs/in1k_finetune_448.py)')
     p.add_argument('--arch', help='the encoder arch, for checkpoints of non-standard size')
     p.add_argument('--allow-pickle', action='store_true',
                    help='allow pickled objects in the checkpoint (fb/mae files pickle their args): trusted files only')
     p.add_argument('--force', action='store_true', help='with "all": re-run benchmarks that already have a record')
+    p.add_argument('--seed', type=int, help='the run\'s seed (the config\'s seed otherwise); recorded')
+    p.add_argument('--seeds', help='comma-separated seeds, e.g. 0,1,2: the benchmark runs once with each, in turn '
+                                   '(the report shows their mean, std and n)')
+    p.add_argument('-v', '--verbose', action='store_true', help='print mmengine\'s log and warnings as they come')
     return p
 
 
@@ -88,8 +107,9 @@ def resolve(bench_name, args, encoder=None):
         elif not cfg.dataset.get('root'):
             raise UsageError(f'{bench_name}: no data root: pass --data-root (the {bench.dataset} root in its '
                              f'published layout) or --smoke for generated data')
-    work_dir = args.work_dir or str(Path('work_dirs') / bench_name / f'{encoder.sha256[:10]}-'
-                                    f'{config_hash(cfg.to_dict())[:10]}{"-smoke" if args.smoke else ""}')
+    work_dir = args.work_dir if args.work_dir and args.benchmark != 'all' else str(
+        Path(args.work_dir or 'work_dirs') / bench_name /
+        f'{encoder.sha256[:10]}-{config_hash(cfg.to_dict())[:10]}{"-smoke" if args.smoke else ""}')
     if engine.is_main_process():  # last: bad input above leaves nothing behind; one rank checks (no race)
         check_writable(args.records_dir, '--records-dir')
         check_writable(work_dir, '--work-dir')
@@ -112,9 +132,10 @@ def trained_model(bench, ctx, args):
         return runs[-1]['model']['finetuned_checkpoint'] if runs else None
     path = newest()
     if path is None and ctx.smoke:
-        args_needed = argparse.Namespace(**{**vars(args), 'config': None, 'cfg_options': [], 'work_dir': None,
-                                            'eval_only': False, 'resume': False})
-        run_one(*resolve(needed, args_needed, ctx.encoder), args)
+        args_needed = argparse.Namespace(**{**vars(args), 'config': None, 'cfg_options': [], 'eval_only': False,
+                                            'resume': False,
+                                            'work_dir': args.work_dir if args.benchmark == 'all' else None})
+        run_one(*resolve(needed, args_needed, ctx.encoder), args, label=f'{needed} (needed by {bench.name})')
         engine.barrier()  # rank 0 writes the record and the trained model
         path = newest()
     if path is None:
@@ -124,14 +145,29 @@ def trained_model(bench, ctx, args):
     return open_checkpoint(path)
 
 
-def run_one(bench, cfg, ctx, args):
-    """Run a resolved benchmark; rank 0 writes the record and returns its path (None on other ranks)."""
+def run_one(bench, cfg, ctx, args, label=None):
+    """Run a resolved benchmark under its progress line; rank 0 writes the record and returns it with its path
+    (None on other ranks)."""
+    with progress.task(label or bench.name) as line:
+        record, path = _run_and_record(bench, cfg, ctx, args)
+        if record is not None:
+            line.finish(headline(record))
+    return None if record is None else (record, path)
+
+
+def headline(record) -> str:
+    subset = record['data']['subset']
+    return (f'{record["headline"]} {record["metrics"][record["headline"]]:.2f}' +
+            ('' if subset == FULL else f' ({subset})'))
+
+
+def _run_and_record(bench, cfg, ctx, args):
     start = time.time()
     if bench.requires:
         ctx.classifier = trained_model(bench, ctx, args)
     outcome = FAMILIES[bench.family](bench, cfg, ctx)
     if not engine.is_main_process():
-        return None
+        return None, None
     enc = ctx.encoder
     model = dict(arch=enc.arch, checkpoint=enc.path, sha256=enc.sha256, format=enc.info['format'],
                  pretrain=enc.meta.get('pretrain', enc.meta), **outcome.model)
@@ -140,55 +176,63 @@ def run_one(bench, cfg, ctx, args):
         benchmark=bench.name, family=bench.family, metrics=outcome.metrics, headline=bench.headline, model=model,
         config=cfg.to_dict(), settings=outcome.settings, data=data, start=start, end=time.time(),
         world_size=engine.world_size(), on_gpu=torch.cuda.is_available())
+    settings_seed = cfg.get('seed')
+    if settings_seed is not None:
+        record['settings'].setdefault('seed', settings_seed)
+    if outcome.samples is not None:  # how sure each number is: 95 % bootstrap over the evaluated images
+        record['ci95'] = intervals.interval(outcome.samples)
+        record['ci'] = dict(method=intervals.METHOD, level=intervals.LEVEL, resamples=intervals.RESAMPLES,
+                            seed=intervals.SEED)
     try:
-        return write_record(args.records_dir, record)
+        return record, write_record(args.records_dir, record, outcome.samples)
     except OSError as e:  # the numbers must survive a records dir that went away or filled up during the run
         print(json.dumps(record, indent=2, default=str))
         try:
-            kept = f'saved as {write_record(Path(ctx.work_dir) / "records", record)}'
+            kept = f'saved as {write_record(Path(ctx.work_dir) / "records", record, outcome.samples)}'
         except OSError:
             kept = 'could not be saved in the work dir either'
         raise UsageError(f'--records-dir {args.records_dir}: could not write the record ({e.strerror or e}); it is '
                          f'printed above and {kept}') from None
 
 
-def finished_record(records_dir, bench_name, sha, cfg_hash):
-    for r in read_records(records_dir):
-        if (r['benchmark'] == bench_name and r['status'] == 'finished' and r['model']['sha256'] == sha
-                and r['config_hash'] == cfg_hash):
-            return r
-    return None
+def finished_records(records_dir) -> dict:
+    """{(benchmark, checkpoint sha, config hash): record} of the finished records, read once for ``all``."""
+    return {(r['benchmark'], r['model']['sha256'], r['config_hash']): r for r in read_records(records_dir)
+            if r['status'] == 'finished'}
 
 
 def run_all(args):
     """Every registered benchmark in turn (prerequisites come first in the registry's order); goes on past
-    failures; a summary table; non-zero if any failed. The checkpoint is read once for all of them."""
+    failures; a summary table, then each failure's message in full; non-zero if any failed. The checkpoint is
+    read once for all of them, and the records dir once for the skip check."""
     encoder = open_user_checkpoint(args)
-    rows, failed = [], False
-    for name in BENCHMARKS:
-        t0 = time.time()
+    done = {} if args.force else finished_records(args.records_dir)
+    rows, errors, main_rank = [], [], engine.is_main_process()
+    for i, name in enumerate(BENCHMARKS, 1):
+        t0, label = time.time(), f'[{i}/{len(BENCHMARKS)}] {name}'
         try:
             bench, cfg, ctx = resolve(name, args, encoder)
-            done = None if args.force else finished_record(args.records_dir, name, encoder.sha256,
-                                                           config_hash(cfg.to_dict()))
-            if done:
-                rows.append((name, 'skipped (done)', f'{done["headline"]} {done["metrics"][done["headline"]]:.2f}', 0.0))
+            record = done.get((name, encoder.sha256, config_hash(cfg.to_dict())))
+            if record:
+                rows.append((name, 'skipped (done)', headline(record), 0.0))
+                if main_rank:
+                    progress.Line(label).finish(f'skipped, finished before: {headline(record)}')
                 continue
-            path = run_one(bench, cfg, ctx, args)
-            r = read_record(path) if path else None
-            rows.append((name, 'finished', f'{r["headline"]} {r["metrics"][r["headline"]]:.2f}' if r else '',
-                         time.time() - t0))
-        except UserError as e:
-            failed = True
-            print(f'error: {name}: {e}', file=sys.stderr)
-            rows.append((name, f'failed: {str(e)[:100]}', '', time.time() - t0))
+            result = run_one(bench, cfg, ctx, args, label)
+            rows.append((name, 'finished', headline(result[0]) if result else '', time.time() - t0))
         except Exception as e:  # one benchmark's failure must not stop the others
-            failed = True
-            traceback.print_exc()
-            rows.append((name, f'failed: {type(e).__name__}: {str(e)[:80]}', '', time.time() - t0))
-    if engine.is_main_process():
+            if not isinstance(e, UserError):
+                traceback.print_exc()
+            message = str(e) if isinstance(e, UserError) else f'{type(e).__name__}: {e}'
+            errors.append(message if message.startswith(name) else f'{name}: {message}')
+            rows.append((name, 'FAILED', '', time.time() - t0))
+            if main_rank:
+                progress.Line(label).finish('FAILED (the message follows the summary)')
+    if main_rank:
         print('\n' + summary_table(rows))
-    return 1 if failed else 0
+        for message in errors:
+            print(f'error: {message}', file=sys.stderr)
+    return 1 if errors else 0
 
 
 def summary_table(rows):
@@ -210,18 +254,51 @@ def list_benchmarks():
 @entry_point
 def main(argv=None):
     args = parser().parse_args(argv)
+    progress.set_verbose(args.verbose)
     if args.benchmark == 'list':
         list_benchmarks()
         return 0
     if args.launcher != 'none':
         engine.init_distributed(args.launcher)
+    seeds = parse_seeds(args)
     if args.benchmark == 'all':
-        return run_all(args)
-    bench, cfg, ctx = resolve(args.benchmark, args)
-    path = run_one(bench, cfg, ctx, args)
-    if path is not None:
-        print(path)
+        if len(seeds) > 1:
+            raise UsageError('--seeds runs one benchmark with several seeds; with "all" pass --seed')
+        return run_all(with_seed(args, seeds[0]))
+    encoder = None
+    for seed in seeds:
+        one = with_seed(args, seed)
+        bench, cfg, ctx = resolve(args.benchmark, one, encoder)
+        encoder = ctx.encoder  # read once for every seed
+        result = run_one(bench, cfg, ctx, one, label=None if seed is None else f'{bench.name} (seed {seed})')
+        if result is not None:
+            print(result[1])
     return 0
+
+
+def parse_seeds(args) -> list:
+    """[None] (the config's seed), [--seed], or the --seeds list."""
+    if args.seeds is not None and args.seed is not None:
+        raise UsageError('--seed and --seeds exclude each other')
+    if args.seeds is None:
+        return [args.seed]
+    try:
+        seeds = [int(s) for s in args.seeds.split(',') if s.strip()]
+    except ValueError:
+        raise UsageError(f'--seeds {args.seeds}: expected comma-separated integers, e.g. 0,1,2') from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise UsageError(f'--seeds {args.seeds}: expected distinct non-negative integers, e.g. 0,1,2')
+    return seeds
+
+
+def with_seed(args, seed):
+    """``args`` with ``seed=N`` among its --cfg-options (the user's own seed= option is replaced)."""
+    if seed is None:
+        return args
+    if seed < 0:
+        raise UsageError(f'--seed {seed}: expected a non-negative integer')
+    options = [o for o in args.cfg_options if o.partition('=')[0] != 'seed'] + [f'seed={seed}']
+    return argparse.Namespace(**{**vars(args), 'cfg_options': options})
 
 
 if __name__ == '__main__':

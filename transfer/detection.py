@@ -8,6 +8,7 @@ torchvision's heads keep their own parameter names."""
 import contextlib
 import copy
 import io
+import json
 import types
 from collections import OrderedDict
 from functools import partial
@@ -36,7 +37,7 @@ from mae_core.data import IMAGENET_MEAN, IMAGENET_STD
 from mae_core.seeding import seeded_draws
 
 from .datasets.coco import Categories, COCODetection, collate
-from .task import Outcome, TrainPlan, execute, iteration_train_args, load_task_weights
+from .task import Outcome, TrainPlan, execute, image_samples, iteration_train_args, load_task_weights
 
 
 # ==================================================================== model
@@ -195,8 +196,9 @@ def to_coco_results(dets: dict, image_id: int, cats: Categories, with_masks=True
     return out
 
 
-def coco_ap(coco_gt, results, kinds=('bbox', 'segm')) -> dict:
-    """pycocotools' AP, AP50, AP75, APs, APm, APl in percent, named APbox*/APmask*."""
+def coco_ap(coco_gt, results, kinds=('bbox', 'segm'), samples=None) -> dict:
+    """pycocotools' AP, AP50, AP75, APs, APm, APl in percent, named APbox*/APmask*. Into ``samples`` (a dict)
+    go the per-image matches pycocotools made (:func:`coco_matches`), from which the intervals are drawn."""
     out = {}
     for kind in kinds:
         name = 'APbox' if kind == 'bbox' else 'APmask'
@@ -210,24 +212,57 @@ def coco_ap(coco_gt, results, kinds=('bbox', 'segm')) -> dict:
             ev.summarize()
         for s, v in zip(('', '50', '75', '_s', '_m', '_l'), ev.stats[:6]):
             out[f'{name}{s}'] = 100 * max(float(v), 0.0)  # pycocotools says -1 where no such object exists
+        if samples is not None:
+            samples.update(coco_matches(ev, kind))
     return out
+
+
+def coco_matches(ev, prefix: str) -> dict:
+    """What pycocotools' accumulation reads for its headline AP (area 'all', 100 detections per image and
+    category), in its order (category, image, score): each kept detection's image, category, score and, per IoU
+    threshold, whether it is a true or a false positive (neither when matched to an ignored object), and the
+    number of non-ignored objects per image and category."""
+    p = ev.params
+    n_img, n_area = len(p.imgIds), len(p.areaRng)
+    image, cat, score, tp, fp = [], [], [], [], []
+    npig = np.zeros((n_img, len(p.catIds)), np.int32)
+    for k in range(len(p.catIds)):
+        for i in range(n_img):
+            e = ev.evalImgs[k * n_area * n_img + i]  # area index 0: 'all'
+            if e is None:
+                continue
+            npig[i, k] = np.count_nonzero(np.asarray(e['gtIgnore']) == 0)
+            matched, ignored = e['dtMatches'][:, :p.maxDets[-1]] != 0, e['dtIgnore'][:, :p.maxDets[-1]].astype(bool)
+            d = matched.shape[1]
+            image += [i] * d
+            cat += [k] * d
+            score += list(e['dtScores'][:d])
+            tp.append(matched & ~ignored)
+            fp.append(~matched & ~ignored)
+    empty = np.zeros((len(p.iouThrs), 0), bool)
+    return {f'{prefix}_det_image': np.array(image, np.int32), f'{prefix}_det_cat': np.array(cat, np.int32),
+            f'{prefix}_det_score': np.array(score, np.float64), f'{prefix}_npig': npig,
+            f'{prefix}_det_tp': np.concatenate(tp, axis=1) if tp else empty,
+            f'{prefix}_det_fp': np.concatenate(fp, axis=1) if fp else empty}
 
 
 class COCOMetric(BaseMetric):
     """Collects every image's detections (mmengine gathers them from every rank exactly once, dropping the
-    sampler's padding) and scores them with pycocotools on rank 0."""
+    sampler's padding) and scores them with pycocotools on rank 0, keeping the matches and detections as samples."""
     default_prefix = ''
 
     def __init__(self, coco_gt, cats):
         super().__init__()
-        self.coco_gt, self.cats = coco_gt, cats
+        self.coco_gt, self.cats, self.samples = coco_gt, cats, {}
 
     def process(self, data_batch, data_samples):
         for dets, image_id in data_samples:
             self.results.append(to_coco_results(dets, int(image_id), self.cats))
 
     def compute_metrics(self, results):
-        return coco_ap(self.coco_gt, [r for image in results for r in image])
+        detections = [r for image in results for r in image]
+        self.samples = dict(coco_json=np.frombuffer(json.dumps(detections).encode(), dtype=np.uint8))
+        return coco_ap(self.coco_gt, detections, samples=self.samples)
 
 
 # ==================================================================== run
@@ -252,8 +287,9 @@ def run(bench, cfg, ctx) -> Outcome:
                             pos_grid=ctx.encoder.info['pos_grid'])  # the pre-training table, as detectron2 keeps it
     bf16 = engine.precision_is_bf16(cfg.precision)
     model = Detector(build_detector(vit, len(val.cats.ids), cfg), bf16)
+    coco_metric = COCOMetric(val.coco, val.cats)
     plan = TrainPlan(model, engine.val_loader(val, cfg.eval_batch_size, cfg.num_workers, collate),
-                     Evaluator(COCOMetric(val.coco, val.cats)), by_epoch=False,
+                     Evaluator(coco_metric), by_epoch=False,
                      checkpoint_interval=cfg.checkpoint_interval)
     if ctx.eval_only:
         load_task_weights(model, ctx)
@@ -271,4 +307,6 @@ def run(bench, cfg, ctx) -> Outcome:
                     max_iters=cfg.max_iters, recipe=cfg.recipe, precision='bf16' if bf16 else 'fp32',
                     total_batch=cfg.batch_size * engine.world_size())
     data = dict(dataset='coco2017', split='val', num_images=len(val), root=str(root))
-    return Outcome({k: float(v) for k, v in metrics.items()}, settings, data, extra)
+    samples = image_samples('detection', [val.coco.imgs[i]['file_name'] for i in val.ids], **coco_metric.samples) \
+        if engine.is_main_process() else None
+    return Outcome({k: float(v) for k, v in metrics.items()}, settings, data, extra, samples=samples)

@@ -7,14 +7,14 @@ batched JPEG decoding on the GPU (``torchvision.io.decode_jpeg(device='cuda')``)
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torchvision import transforms as T
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms import functional as TF
-from tqdm import tqdm
 
-from mae_core import engine
+from mae_core import engine, progress
 from mae_core.data import IMAGENET_MEAN, IMAGENET_STD, imagenet_wnids, load_rgb
 from mae_core.errors import DataError, UnreadableImage, UsageError
 
@@ -136,8 +136,9 @@ def _decode_one(path, data):
 
 # ==================================================================== evaluation
 @torch.inference_mode()
-def count_correct(model, samples, group_names, cfg, subset=None, desc='eval'):
-    """-> {group: [correct, total]} summed over ranks; each rank takes every world-th sample, no padding."""
+def predict(model, samples, cfg, subset=None) -> np.ndarray:
+    """The top-5 classes [N, 5] of every sample, in order, on every rank: each rank takes every world-th sample
+    (no padding) and the ranks exchange their predictions."""
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     decode = cfg.decode if cfg.decode != 'auto' else ('tensor' if device.type == 'cuda' else 'pil')
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
@@ -147,47 +148,68 @@ def count_correct(model, samples, group_names, cfg, subset=None, desc='eval'):
         collate_fn=collate, pin_memory=device.type == 'cuda', shuffle=False)
     bf16 = engine.precision_is_bf16(cfg.precision)
     subset_t = torch.as_tensor(subset, device=device) if subset is not None else None
-    counts = torch.zeros(len(group_names), 2, dtype=torch.long, device=device)
-    bar = tqdm(total=len(mine), desc=desc, unit='img', disable=rank != 0, mininterval=2.0)
-    current = None
-    for images, labels, groups in loader:
+    top, done = [], 0
+    for images, labels, _ in loader:
         if isinstance(images, list):
             images = decode_on_device(images, cfg, device)
-        images, labels, groups = images.to(device, non_blocking=True), labels.to(device), groups.to(device)
         with engine.autocast_context(device.type, bf16):
-            logits = model(images)
+            logits = model(images.to(device, non_blocking=True))
         if subset_t is not None:
             logits = logits[:, subset_t]
-        correct = (logits.argmax(dim=1) == labels).long()
-        counts[:, 0].index_add_(0, groups, correct)
-        counts[:, 1].index_add_(0, groups, torch.ones_like(correct))
-        name = group_names[int(groups[-1])]
-        if name.split('/')[0] != current:
-            current = name.split('/')[0]
-            bar.set_description(f'{desc} {current}')
-        bar.update(len(labels))
-    bar.close()
-    if dist.is_initialized():
-        dist.all_reduce(counts)
-    return {g: counts[i].tolist() for i, g in enumerate(group_names)}
+        top.append(logits.float().topk(min(5, logits.shape[1]), dim=1).indices.to(torch.int16).cpu())
+        done += len(labels)
+        progress.show('eval', done, len(mine))
+    top = torch.cat(top).numpy() if top else np.zeros((0, 5), np.int16)
+    if not dist.is_initialized():
+        return top
+    parts = [None] * world
+    dist.all_gather_object(parts, top)
+    out = np.zeros((len(samples), parts[0].shape[1]), np.int16)
+    for r, part in enumerate(parts):
+        out[r::world] = part
+    return out
+
+
+def count_correct(top5, samples, group_names) -> dict:
+    """-> {group: [correct, total]} from the top-1 predictions."""
+    labels = np.array([y for _, y, _ in samples], dtype=np.int64)
+    groups = np.array([g for _, _, g in samples], dtype=np.int64)
+    correct = np.bincount(groups, weights=top5[:, 0] == labels, minlength=len(group_names))
+    total = np.bincount(groups, minlength=len(group_names))
+    return {g: [int(correct[i]), int(total[i])] for i, g in enumerate(group_names)}
+
+
+def robustness_samples(kind, samples, top5, names_of, group_names=None) -> dict:
+    """The samples (:mod:`transfer.intervals`): ImageNet-C images are named once, per-sample rows index them."""
+    names = sorted({names_of(p) for p, _, _ in samples})
+    index = {n: i for i, n in enumerate(names)}
+    out = dict(kind=np.array(kind), names=np.array(names),
+               image=np.array([index[names_of(p)] for p, _, _ in samples], dtype=np.int32),
+               label=np.array([y for _, y, _ in samples], dtype=np.int32), top5=top5.astype(np.int32))
+    if group_names is not None:
+        out.update(group=np.array([g for _, _, g in samples], dtype=np.int16), group_names=np.array(group_names))
+    return out
 
 
 def imagenet_c(model, root, cfg):
-    """-> (metrics, images in the 15 x 5 of mCE, images of the extra corruptions, a mCE folder was missing)."""
+    """-> (metrics, images in the 15 x 5 of mCE, images of the extra corruptions, a mCE folder was missing,
+    samples)."""
     folders, missing = read_imagenet_c(root, cfg.extras, cfg.partial)
     names = [f'{c}/{s}' for c, s, _ in folders]
     samples = [(p, y, g) for g, (_, _, folder) in enumerate(folders) for p, y in read_wnid_folders(folder).samples]
-    counts = count_correct(model, samples, names, cfg, desc='IN-C')
+    top5 = predict(model, samples, cfg)
     errors = defaultdict(dict)
-    for name, (correct, total) in counts.items():
+    for name, (correct, total) in count_correct(top5, samples, names).items():
         c, s = name.split('/')
         errors[c][int(s)] = 1 - correct / total
-    in_mce = sum(total for name, (_, total) in counts.items() if name.split('/')[0] in ALEXNET_ERRORS)
-    return corruption_errors(errors), in_mce, len(samples) - in_mce, bool(missing)
+    in_mce = sum(1 for _, _, g in samples if names[g].split('/')[0] in ALEXNET_ERRORS)
+    kept = robustness_samples('imagenet_c', samples, top5, lambda p: f'{p.parent.name}/{p.name}', names)
+    return corruption_errors(errors), in_mce, len(samples) - in_mce, bool(missing), kept
 
 
 def top1(model, bench, root, cfg):
-    """-> (metrics, images): top-1 over wnid folders, on the 200-class logits where the set has a subset."""
+    """-> (metrics, images, samples): top-1 over wnid folders, on the 200-class logits where the set has a
+    subset."""
     split = read_wnid_folders(root)
     subset = timm_class_subset(bench.class_subset) if bench.class_subset else None
     if subset is not None:  # labels become positions in the 200-class list
@@ -197,9 +219,12 @@ def top1(model, bench, root, cfg):
             raise DataError(f'{outside[0].parent}: wnid {imagenet_wnids()[outside[1]]} is not one of '
                             f'{bench.dataset}\'s 200 classes')
         split.samples = [(p, position[y]) for p, y in split.samples]
-    counts = count_correct(model, [(p, y, 0) for p, y in split.samples], ['all'], cfg, subset, desc=bench.name)
-    correct, total = counts['all']
-    return dict(top1=100.0 * correct / total), total
+    samples = [(p, y, 0) for p, y in split.samples]
+    top5 = predict(model, samples, cfg, subset)
+    correct, total = count_correct(top5, samples, ['all'])['all']
+    kept = robustness_samples('topk', samples, top5, lambda p: str(Path(p).relative_to(root)))
+    return dict(top1=100.0 * correct / total, top5=100.0 * float(np.mean([y in t for (_, y, _), t in
+                                                                          zip(samples, top5)]))), total, kept
 
 
 def run(bench, cfg, ctx) -> Outcome:
@@ -214,10 +239,11 @@ def run(bench, cfg, ctx) -> Outcome:
     data = dict(dataset=bench.name, split='val', root=str(root))
     incomplete = False
     if bench.headline == 'mCE':  # ImageNet-C: the release's corruption/severity folders
-        metrics, data['num_images'], data['extra_images'], incomplete = imagenet_c(model, root, cfg)
+        metrics, data['num_images'], data['extra_images'], incomplete, samples = imagenet_c(model, root, cfg)
     else:
-        metrics, data['num_images'] = top1(model, bench, root, cfg)
+        metrics, data['num_images'], samples = top1(model, bench, root, cfg)
     settings = dict(img_size=cfg.img_size, preprocess=cfg.preprocess, crop_pct=cfg.crop_pct,
                     precision='bf16' if engine.precision_is_bf16(cfg.precision) else 'fp32')
     return Outcome(metrics, settings, data, dict(evaluated_checkpoint=classifier.path,
-                                                 evaluated_sha256=classifier.sha256), incomplete)
+                                                 evaluated_sha256=classifier.sha256), incomplete,
+                   samples if engine.is_main_process() else None)

@@ -4,6 +4,7 @@ mmsegmentation's MAE config (FACTS.md §6) written on torch, with mmsegmentation
 
 Evaluation: sliding window at the ground truth's full resolution; mIoU from intersection and union summed over
 the whole val set (summed across ranks), averaged over the classes present, as mmsegmentation defines it."""
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -15,7 +16,7 @@ from mae_core import engine
 from mae_core.seeding import seeded_draws
 
 from .datasets.ade20k import ADE20K, IGNORE, collate_eval, read_ade
-from .task import Outcome, TrainPlan, execute, iteration_train_args, load_task_weights
+from .task import Outcome, TrainPlan, execute, image_samples, iteration_train_args, load_task_weights
 
 
 # ==================================================================== model
@@ -181,7 +182,9 @@ class IoUMetric(BaseMetric):
             self.results.append(intersect_and_union(pred.cpu(), label.cpu(), self.num_classes))
 
     def compute_metrics(self, results):
-        return miou_from_areas(torch.stack(results).sum(0))
+        areas = torch.stack(results)
+        self.samples = dict(areas=areas.numpy().astype(np.int64))
+        return miou_from_areas(areas.sum(0))
 
 
 # ==================================================================== run
@@ -197,8 +200,8 @@ def run(bench, cfg, ctx) -> Outcome:
     bf16 = engine.precision_is_bf16(cfg.precision)
     model = UperNetViT(backbone, out_blocks, cfg.dataset.num_classes, cfg.channels, cfg.aux_channels,
                        cfg.aux_weight, bf16, cfg.crop_size, cfg.stride)
-    plan = TrainPlan(model, engine.val_loader(val, 1, cfg.num_workers, collate_eval),
-                     Evaluator(IoUMetric(cfg.dataset.num_classes)), by_epoch=False,
+    iou = IoUMetric(cfg.dataset.num_classes)
+    plan = TrainPlan(model, engine.val_loader(val, 1, cfg.num_workers, collate_eval), Evaluator(iou), by_epoch=False,
                      checkpoint_interval=cfg.checkpoint_interval)
     if ctx.eval_only:
         load_task_weights(model, ctx)
@@ -219,4 +222,6 @@ def run(bench, cfg, ctx) -> Outcome:
                     recipe=cfg.recipe, precision='bf16' if bf16 else 'fp32',
                     total_batch=cfg.batch_size * engine.world_size())
     data = dict(dataset='ade20k', split='val', num_images=len(val), root=str(root))
-    return Outcome({k: float(v) for k, v in metrics.items()}, settings, data, extra)
+    samples = image_samples('segmentation', [img for img, _ in val.pairs], root, **iou.samples) \
+        if engine.is_main_process() else None
+    return Outcome({k: float(v) for k, v in metrics.items()}, settings, data, extra, samples=samples)

@@ -8,6 +8,8 @@ optimiser, schedule, what to save) and :func:`execute` runs it on the shared eng
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from mae_core import engine
 from mae_core.checkpoint import EncoderHandle, save_ours
 from mae_core.errors import CheckpointError
@@ -34,6 +36,13 @@ class Outcome:
     data: dict                      # dataset, split, num_images, root (the CLI adds the subset)
     model: dict = field(default_factory=dict)  # extra model fields, e.g. the fine-tuned checkpoint
     incomplete: bool = False        # a published folder was missing (ImageNet-C with partial=True)
+    samples: dict = None            # what each evaluated image contributed (rank 0; :mod:`transfer.intervals`)
+
+
+def image_samples(kind: str, paths, root=None, **arrays) -> dict:
+    """The samples of ``kind`` for images ``paths`` (one per sample, in order), their ids relative to ``root``."""
+    names = [str(Path(p).relative_to(root)) if root and Path(p).is_relative_to(root) else str(p) for p in paths]
+    return dict(kind=np.array(kind), names=np.array(names), image=np.arange(len(names), dtype=np.int32), **arrays)
 
 
 @dataclass
@@ -56,7 +65,8 @@ def execute(name: str, cfg, ctx: RunContext, plan: TrainPlan):
     """Train (unless ``--eval-only``) and evaluate -> (metrics, extra model fields). Rank 0 saves the trained
     model in our format, with the encoder's arch and pre-training settings in its meta."""
     kwargs = engine.runner_kwargs(ctx.work_dir, ctx.launcher, cfg.seed, ctx.resume, name=name, by_epoch=plan.by_epoch,
-                                  checkpoint_interval=plan.checkpoint_interval, log_interval=cfg.get('log_interval', 10))
+                                  checkpoint_interval=plan.checkpoint_interval, log_interval=cfg.get('log_interval', 10),
+                                  keep_checkpoints=cfg.get('keep_checkpoints', 1))
     train_loader = None if ctx.eval_only else plan.train_loader
     metrics = engine.run(plan.model, kwargs, train_loader, plan.val_loader, plan.evaluator,
                          hooks=[] if ctx.eval_only else plan.train_hooks, **({} if ctx.eval_only else plan.train_args))

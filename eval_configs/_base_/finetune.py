@@ -21,6 +21,7 @@ skip_bad_images = False  # True: check every image first, skip unreadable ones a
 preflight = True         # check before any work that every listed image exists (and ADE20K val labels); False skips
 seed = 0
 log_interval = 50
+keep_checkpoints = 1       # training checkpoints kept in the work dir (the newest; saves are atomic)
 # applied when the checkpoint's arch matches (the record names the arch and the resolved values)
 arch_overrides = dict(
     vit_large_patch16=dict(epochs=50, drop_path=0.1),

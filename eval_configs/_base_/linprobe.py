@@ -19,4 +19,5 @@ skip_bad_images = False  # True: check every image first, skip unreadable ones a
 preflight = True         # check before any work that every listed image exists (and ADE20K val labels); False skips
 seed = 0
 log_interval = 50
+keep_checkpoints = 1       # training checkpoints kept in the work dir (the newest; saves are atomic)
 arch_overrides = dict(vit_large_patch16=dict(epochs=50), vit_huge_patch14=dict(epochs=50))  # "50 is enough for L/H"

@@ -33,7 +33,10 @@ def imagenet(seed=0) -> Path:
     return cached(f'smoke/imagenet_s{seed}', make)
 
 
-def inat(year: int, seed=0) -> Path:
+def inat(year: int, seed=None) -> Path:
+    """Each year its own images (seed 10 x year by default), so that a reader mixing up the years shows."""
+    seed = 10 * year if seed is None else seed
+
     def make(root):
         cats = [dict(id=c, name=f'species_{c}', supercategory='Synthetica') for c in range(NUM_CLASSES)]
         for split in ('train', 'val'):
@@ -48,7 +51,7 @@ def inat(year: int, seed=0) -> Path:
     return cached(f'smoke/inat{year}_s{seed}', make)
 
 
-def places365(seed=0) -> Path:
+def places365(seed=3650) -> Path:  # Places205 and Places365: different images
     def make(root):
         lines = {'train': [], 'val': []}
         for split in ('train', 'val'):
@@ -65,7 +68,7 @@ def places365(seed=0) -> Path:
     return cached(f'smoke/places365_s{seed}', make)
 
 
-def places205(seed=0) -> Path:
+def places205(seed=2050) -> Path:
     def make(root):
         (root / 'trainvalsplit_places205').mkdir(parents=True)
         for split in ('train', 'val'):
