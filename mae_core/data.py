@@ -37,7 +37,10 @@ def list_images(root) -> list:
     if not root.is_dir():
         raise MissingFile(f'{root}: image folder not found (expected a folder of images, flat or in '
                                 'class sub-folders)')
-    files = sorted(p for p in root.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    found = []  # os.walk: one scandir per folder, no stat per file (1.28 M files listed in seconds)
+    for folder, _, names in os.walk(root, followlinks=True):
+        found += [os.path.join(folder, n) for n in names if os.path.splitext(n)[1].lower() in IMAGE_SUFFIXES]
+    files = sorted(Path(f) for f in found)
     if not files:
         raise MissingFile(f'{root}: no images found (looked for {sorted(IMAGE_SUFFIXES)} files, recursively)')
     return files
