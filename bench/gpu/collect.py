@@ -21,9 +21,11 @@ ON_GPU = torch.cuda.is_available()
 # (name, arguments on a GPU, arguments elsewhere, time limit in seconds)
 BENCHMARKS = [
     ('pretrain_speed', ['--arch', 'vit_large_patch16', '--batch', '128', '--steps', '10', '--compile'],
-     ['--arch', 'vit_toy_patch16', '--batch', '2', '--steps', '1', '--img-size', '64'], 150),
+     ['--arch', 'vit_toy_patch16', '--batch', '2', '--steps', '1', '--img-size', '64'], 120),
     ('eval_speed', ['--arch', 'vit_base_patch16', '--images', '4096', '--batch-size', '512', '--workers', '12'],
-     ['--arch', 'vit_toy_patch16', '--images', '16', '--batch-size', '8', '--workers', '0'], 90),
+     ['--arch', 'vit_toy_patch16', '--images', '16', '--batch-size', '8', '--workers', '0'], 80),
+    ('finetune_overhead', ['--arch', 'vit_base_patch16', '--batch', '128', '--iters', '60'],
+     ['--arch', 'vit_toy_patch16', '--batch', '4', '--img-size', '64', '--iters', '8'], 80),
     ('ci_cost', None, ['--quick'], 60),  # a CPU cost: measured on CPU machines only
 ]
 
