@@ -8,7 +8,7 @@ import torch
 from .checkpoint import CheckpointError, _depth, infer_arch, read_checkpoint
 from .data import IMAGENET_MEAN, IMAGENET_STD, list_images, load_rgb
 from .errors import UsageError
-from .mae import mae
+from .mae import mae, target_name
 
 
 def mae_from_checkpoint(path, img_size=None, allow_pickle=False):
@@ -18,7 +18,7 @@ def mae_from_checkpoint(path, img_size=None, allow_pickle=False):
         raise CheckpointError(f'{path}: no decoder (key decoder_embed.weight missing); reconstructions need a '
                               'full MAE checkpoint (ours, fb/mae *_full.pth / mae_visualize_*.pth, or HF ViTMAE)')
     arch = meta.get('arch') or infer_arch(sd, path)
-    target = meta.get('target') or ('norm_pix' if meta.get('norm_pix_loss') else 'pixel')
+    target = target_name(meta)
     if target == 'dvae':
         raise CheckpointError(f'{path}: its decoder predicts dVAE tokens (model.target=dvae), not pixels: there '
                               'is no reconstruction to draw')

@@ -18,12 +18,22 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 
 from . import masking as masking_lib
-from .errors import ConfigError
 from .data import IMAGENET_MEAN, IMAGENET_STD
+from .errors import ConfigError
 from .vit import ARCHS, VisionTransformer, resample_pos_table, sincos_pos_embed
 
 TARGETS = ('pixel', 'norm_pix', 'pca', 'dvae')
 DVAE_EPS = 0.1  # DALL-E's logit-Laplace pixel mapping (dall_e.utils.map_pixels)
+
+
+def target_name(settings, default='pixel'):
+    """The reconstruction target a config's ``model`` section or a checkpoint's meta names; older ones say only
+    ``norm_pix_loss``; ``default`` where neither is there."""
+    if settings.get('target'):
+        return settings['target']
+    if settings.get('norm_pix_loss') is None:
+        return default
+    return 'norm_pix' if settings['norm_pix_loss'] else 'pixel'
 
 
 class MaskedAutoencoder(VisionTransformer):

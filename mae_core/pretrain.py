@@ -16,7 +16,7 @@ from .checkpoint import check_writable, file_sha256, save_ours
 from .data import PretrainImages, cache_dir, cached, load_rgb, make_class_folders, pretrain_transform, smoke_wnids
 from .dvae import load_tokenizer
 from .errors import ConfigError
-from .mae import mae
+from .mae import mae, target_name
 from .record import DEFAULT_DIR, make_record, write_record
 
 
@@ -47,14 +47,9 @@ def generated_images(spec: dict) -> Path:
     return cache_dir() / name
 
 
-def target_of(cfg) -> str:
-    """``model.target``; a config of before the key (only ``norm_pix_loss``) means pixels with or without norm."""
-    return cfg.model.get('target') or ('norm_pix' if cfg.model.get('norm_pix_loss') else 'pixel')
-
-
 def pretrain_meta(cfg) -> dict:
     m = cfg.model
-    target = target_of(cfg)
+    target = target_name(m)
     meta = dict(arch=cfg.arch, img_size=cfg.data.img_size, mask_ratio=m.mask_ratio, masking=m.masking,
                 decoder_depth=m.decoder_depth, decoder_embed_dim=m.decoder_embed_dim,
                 decoder_num_heads=m.decoder_num_heads, target=target, norm_pix_loss=target == 'norm_pix',
@@ -95,7 +90,7 @@ def pretrain(cfg: Config, work_dir, data_root=None, resume=False, launcher='none
             raise ConfigError('no --data-root given and the config has neither data.root nor data.generated')
         root = generated_images(cfg.data.generated)
     dataset = PretrainImages(root, cfg.data.img_size, cfg.data.crop_scale, cfg.data.get('augmentation', 'crop_rand'))
-    target = target_of(cfg)
+    target = target_name(cfg.model)
     tokenizer = load_tokenizer(cfg.model.dvae_weights, allow_pickle) if target == 'dvae' else None
     torch.manual_seed(cfg.seed)  # weight init
     options = {k: v for k, v in cfg.model.items() if k not in ('mask_ratio', 'dvae_weights', 'norm_pix_loss')}

@@ -7,6 +7,7 @@ config_hash, settings (what changes a number's meaning), data (subset!), code, e
 """
 import datetime as dt
 import hashlib
+import io
 import json
 import math
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import atomic_write, file_sha256
+from .checkpoint import atomic_write
 from .errors import UserError
 
 SCHEMA = 'mae-suite/run-record/v1'
@@ -158,14 +159,13 @@ def write_record(records_dir, rec: dict, samples: dict = None) -> Path:
     and the record names that file and its sha256: a record never names a partial sidecar."""
     validate(rec)
     path = Path(records_dir) / rec['benchmark'] / f'{rec["run_id"]}.json'
-    if samples is not None:
-        side = path.with_name(f'{rec["run_id"]}.samples.npz')
-
-        def write_samples(tmp):
-            with open(tmp, 'wb') as f:
-                np.savez_compressed(f, **samples)
-        atomic_write(side, write_samples)
-        rec['samples'] = dict(file=side.name, sha256=file_sha256(side), kind=str(samples.get('kind', '')))
+    if samples is not None:  # hashed as written, not read back
+        side, buffer = path.with_name(f'{rec["run_id"]}.samples.npz'), io.BytesIO()
+        np.savez_compressed(buffer, **samples)
+        data = buffer.getvalue()
+        atomic_write(side, lambda tmp: Path(tmp).write_bytes(data))
+        rec['samples'] = dict(file=side.name, sha256=hashlib.sha256(data).hexdigest(),
+                              kind=str(samples.get('kind', '')))
 
     def write(tmp):
         with open(tmp, 'w') as f:
@@ -193,9 +193,10 @@ def read_samples(record_path, rec=None):
     path = record_path.with_name(side['file'])
     if not path.is_file():
         raise RecordError(f'{record_path}: its samples file {path} is missing')
-    if file_sha256(path) != side['sha256']:
+    data = path.read_bytes()  # read once: hashed, then parsed
+    if hashlib.sha256(data).hexdigest() != side['sha256']:
         raise RecordError(f'{path}: sha256 differs from the one its record {record_path.name} names')
-    with np.load(path, allow_pickle=False) as z:
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 
 

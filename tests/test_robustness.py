@@ -68,10 +68,11 @@ def test_the_200_class_masking_scores_the_right_logits(tmp_path):
     cfg = ConfigDict(img_size=64, crop_pct=0.875, preprocess='resize_crop', batch_size=16, num_workers=0,
                      decode='pil', precision='fp32')
     model = FixedLogits(index, outside)
-    top5 = rb.predict(model, samples, cfg, subset)
-    assert rb.count_correct(top5, samples, ['all'])['all'] == [len(samples), len(samples)]
+    kept = rb.robustness_samples('topk', samples, rb.predict(model, samples, cfg, subset), str)
+    assert rb.count_correct(kept, ['all'])['all'] == [len(samples), len(samples)]
     full = [(p, index, 0) for p, _, _ in samples]
-    assert rb.count_correct(rb.predict(model, full, cfg), full, ['all'])['all'] == [0, len(samples)]  # unmasked
+    kept_full = rb.robustness_samples('topk', full, rb.predict(model, full, cfg), str)
+    assert rb.count_correct(kept_full, ['all'])['all'] == [0, len(samples)]  # unmasked: wrong
 
 
 def test_batched_tensor_decoding_matches_the_pil_path():

@@ -4,8 +4,6 @@ import html
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from mae_core.config import HelpFormatter
 from mae_core.errors import UsageError, entry_point
 from mae_core.record import read_record, read_samples
@@ -35,11 +33,11 @@ def compare_records(path_a, path_b, resamples=intervals.RESAMPLES, seed=interval
         if s is None:
             raise UsageError(f'{path}: the record names no samples file (it predates them): run it again to compare')
         samples.append(s)
-    ids = [intervals.image_ids(s) for s in samples]
-    if len(ids[0]) != len(ids[1]) or not np.array_equal(ids[0], ids[1]):
-        raise UsageError(f'{path_b}: evaluated on other images than {path_a} ({len(ids[1])} vs {len(ids[0])}); a '
-                         'paired comparison needs the same evaluation images')
-    return recs[0], recs[1], intervals.compare(samples[0], samples[1], resamples, seed)
+    try:  # intervals.compare checks the image ids itself
+        return recs[0], recs[1], intervals.compare(samples[0], samples[1], resamples, seed)
+    except intervals.NotPaired:
+        raise UsageError(f'{path_b}: evaluated on other images than {path_a} ({len(samples[1]["image"])} vs '
+                         f'{len(samples[0]["image"])}); a paired comparison needs the same evaluation images') from None
 
 
 def rows(result) -> list:

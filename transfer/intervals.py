@@ -15,7 +15,6 @@ image's areas or detections. The samples of a kind:
   detections (``<t>_det_image``, ``_det_cat``, ``_det_score``, ``_det_tp``/``_det_fp`` [10, D], ``_npig``
   [N, K]), image ids, and the detections themselves as COCO json (``coco_json``)
 """
-import json
 import math
 
 import numpy as np
@@ -29,6 +28,11 @@ METHOD = 'percentile bootstrap over the evaluated images'
 HEADLINES = {'topk': ('top1', 'top5'), 'imagenet_c': ('mCE', 'mean_error'), 'segmentation': ('mIoU', 'aAcc'),
              'detection': ('APbox', 'APmask')}
 RECALLS = np.linspace(0.0, 1.00, 101)  # pycocotools' recThrs
+IOU_TYPES = (('bbox', 'APbox'), ('segm', 'APmask'))
+
+
+class NotPaired(ValueError):
+    """Two runs' samples are not of the same images (or not of the same kind)."""
 
 
 def kind_of(samples) -> str:
@@ -43,12 +47,22 @@ def image_ids(samples) -> np.ndarray:
     return ids
 
 
+def _hits(samples) -> np.ndarray:
+    """[N, 5]: whether each of a sample's five predictions is its label."""
+    return samples['top5'] == samples['label'][:, None]
+
+
+def _iou_types(samples) -> list:
+    """The (pycocotools IoU type, metric) pairs the detection samples hold."""
+    return [(t, name) for t, name in IOU_TYPES if f'{t}_det_tp' in samples]
+
+
 # ==================================================================== the metrics, recomputed from samples
 def metrics(samples) -> dict:
     """Every metric the record holds for this kind, from the samples alone."""
     kind = kind_of(samples)
     if kind == 'topk':
-        hits = samples['top5'] == samples['label'][:, None]
+        hits = _hits(samples)
         return {'top1': 100.0 * hits[:, 0].mean(), 'top5': 100.0 * hits.any(1).mean()}
     if kind == 'imagenet_c':
         wrong, total = _group_counts(samples)
@@ -56,16 +70,13 @@ def metrics(samples) -> dict:
     if kind == 'segmentation':
         return miou_from_areas(torch.from_numpy(samples['areas'].sum(0)))
     if kind == 'detection':
-        out = {}
-        for t, name in (('bbox', 'APbox'), ('segm', 'APmask')):
-            if f'{t}_det_tp' in samples:
-                out[name] = float(weighted_ap(samples, t, np.ones((1, len(samples['image'])), np.float32))[0])
-        return out
+        ones = np.ones((1, len(samples['image'])))
+        return {name: float(weighted_ap(samples, t, ones)[0]) for t, name in _iou_types(samples)}
     raise ValueError(f'unknown samples kind {kind!r}')
 
 
 def _group_counts(samples):
-    wrong = samples['top5'][:, 0] != samples['label']
+    wrong = ~_hits(samples)[:, 0]
     g, n = samples['group'], len(samples['group_names'])
     return np.bincount(g, weights=wrong, minlength=n), np.bincount(g, minlength=n).astype(float)
 
@@ -95,7 +106,7 @@ def bootstrap(samples, resamples, rng) -> dict:
     kind = kind_of(samples)
     if kind == 'topk':
         n = len(samples['label'])
-        hits = samples['top5'] == samples['label'][:, None]
+        hits = _hits(samples)
         return {'top1': 100.0 * rng.binomial(n, hits[:, 0].mean(), resamples) / n,
                 'top5': 100.0 * rng.binomial(n, hits.any(1).mean(), resamples) / n}
     if kind == 'imagenet_c':
@@ -103,19 +114,15 @@ def bootstrap(samples, resamples, rng) -> dict:
         errors = rng.binomial(total.astype(np.int64), wrong / total, (resamples, len(total))) / total
         return _mce_of(samples['group_names'], errors)
     if kind == 'segmentation':
-        out, areas = {'mIoU': [], 'aAcc': []}, samples['areas']
-        flat = areas.reshape(len(areas), -1).astype(np.float32)
-        for weights in _image_weights(len(areas), resamples, rng):
-            for k, v in _miou_rows((weights @ flat).reshape(len(weights), *areas.shape[1:])).items():
+        out = {'mIoU': [], 'aAcc': []}
+        for weights in _image_weights(len(samples['image']), resamples, rng):
+            for k, v in _resampled_miou(samples['areas'], weights).items():
                 out[k].append(v)
         return {k: np.concatenate(v) for k, v in out.items()}
     if kind == 'detection':
-        out = {}
-        for t, name in (('bbox', 'APbox'), ('segm', 'APmask')):
-            if f'{t}_det_tp' in samples:
-                out[name] = np.concatenate([weighted_ap(samples, t, w) for w in
-                                            _image_weights(len(samples['names']), resamples, rng, chunk=50)])
-        return out
+        return {name: np.concatenate([weighted_ap(samples, t, w) for w in
+                                      _image_weights(len(samples['image']), resamples, rng, chunk=50)])
+                for t, name in _iou_types(samples)}
     raise ValueError(f'unknown samples kind {kind!r}')
 
 
@@ -130,9 +137,11 @@ def _image_weights(n, resamples, rng, chunk=500):
         done += b
 
 
-def _miou_rows(areas) -> dict:
-    """Rows of summed areas [B, 4, K] -> mIoU, aAcc per row (as :func:`segmentation.miou_from_areas`)."""
-    inter, union, _, label = areas[:, 0], areas[:, 1], areas[:, 2], areas[:, 3]
+def _resampled_miou(areas, weights) -> dict:
+    """Per-image areas [N, 4, K] summed with each row of image ``weights`` [B, N] (one matrix product) -> mIoU
+    and aAcc per row (as :func:`segmentation.miou_from_areas`)."""
+    sums = (weights @ areas.reshape(len(areas), -1).astype(np.float32)).reshape(len(weights), *areas.shape[1:])
+    inter, union, label = sums[:, 0], sums[:, 1], sums[:, 3]
     with np.errstate(invalid='ignore', divide='ignore'):
         iou = np.where(union > 0, inter / union, np.nan)
     return {'mIoU': 100 * np.nanmean(iou, axis=1), 'aAcc': 100 * inter.sum(1) / label.sum(1)}
@@ -200,27 +209,26 @@ def compare(a, b, resamples=RESAMPLES, seed=SEED) -> dict:
     ``mcnemar``: (a right b wrong, a wrong b right, exact two-sided p)."""
     kind = kind_of(a)
     if kind != kind_of(b) or not np.array_equal(image_ids(a), image_ids(b)):
-        raise ValueError('the two runs were not evaluated on the same images')
+        raise NotPaired('the two runs were not evaluated on the same images')
     rng = np.random.default_rng(seed)
     ma, mb = metrics(a), metrics(b)
     if kind == 'topk':
         draws, n = {}, len(a['label'])
         for m, k in (('top1', 1), ('top5', 5)):
-            ra, rb = ((s['top5'][:, :k] == s['label'][:, None]).any(1) for s in (a, b))
+            ra, rb = (_hits(s)[:, :k].any(1) for s in (a, b))
             cells = rng.multinomial(n, [np.mean(ra & ~rb), np.mean(~ra & rb), np.mean(ra == rb)], resamples)
             draws[m] = 100.0 * (cells[:, 0] - cells[:, 1]) / n
     elif kind == 'imagenet_c':
         draws = _paired_mce(a, b, resamples, rng)
     else:
         draws = {m: [] for m in HEADLINES[kind]}
-        for weights in _image_weights(len(a['names']) if kind == 'detection' else len(a['areas']), resamples, rng,
-                                      chunk=50 if kind == 'detection' else 200):
+        for weights in _image_weights(len(a['image']), resamples, rng, chunk=50 if kind == 'detection' else 200):
             for m, (va, vb) in _paired_rows(kind, a, b, weights).items():
                 draws[m].append(va - vb)
         draws = {m: np.concatenate(v) for m, v in draws.items() if v}
     out = {m: (ma[m], mb[m], ma[m] - mb[m], _percentiles(v)) for m, v in draws.items() if m in ma}
     if kind == 'topk':
-        ra, rb = (s['top5'][:, 0] == s['label'] for s in (a, b))
+        ra, rb = (_hits(s)[:, 0] for s in (a, b))
         only_a, only_b = int(np.sum(ra & ~rb)), int(np.sum(~ra & rb))
         out['mcnemar'] = (only_a, only_b, mcnemar_exact(only_a, only_b))
     return out
@@ -228,23 +236,23 @@ def compare(a, b, resamples=RESAMPLES, seed=SEED) -> dict:
 
 def _paired_rows(kind, a, b, weights) -> dict:
     if kind == 'segmentation':
-        rows = [_miou_rows((weights @ s['areas'].reshape(len(s['areas']), -1).astype(np.float32))
-                           .reshape(len(weights), *s['areas'].shape[1:])) for s in (a, b)]
+        rows = [_resampled_miou(s['areas'], weights) for s in (a, b)]
         return {m: (rows[0][m], rows[1][m]) for m in rows[0]}
-    return {name: (weighted_ap(a, t, weights), weighted_ap(b, t, weights))
-            for t, name in (('bbox', 'APbox'), ('segm', 'APmask')) if f'{t}_det_tp' in a}
+    return {name: (weighted_ap(a, t, weights), weighted_ap(b, t, weights)) for t, name in _iou_types(a)}
 
 
 def _paired_mce(a, b, resamples, rng) -> dict:
-    """Per corruption and severity, a multinomial over (both wrong, only a wrong, only b wrong, both right)."""
-    wa, wb = (s['top5'][:, 0] != s['label'] for s in (a, b))
+    """Per corruption and severity, a multinomial over (both wrong, only a wrong, only b wrong, both right),
+    its cell counts taken with one bincount each."""
+    wa, wb = (~_hits(s)[:, 0] for s in (a, b))
     groups, names = a['group'], a['group_names']
+    count = lambda cell: np.bincount(groups, weights=cell, minlength=len(names))
+    cells = np.stack([count(wa & wb), count(wa & ~wb), count(~wa & wb), count(~wa & ~wb)], axis=1)  # [G, 4]
     errors_a, errors_b = np.zeros((resamples, len(names))), np.zeros((resamples, len(names)))
-    for g in range(len(names)):
-        x, y = wa[groups == g], wb[groups == g]
-        n = len(x)
-        cells = rng.multinomial(n, [np.mean(x & y), np.mean(x & ~y), np.mean(~x & y), np.mean(~x & ~y)], resamples)
-        errors_a[:, g], errors_b[:, g] = (cells[:, 0] + cells[:, 1]) / n, (cells[:, 0] + cells[:, 2]) / n
+    for g, cell in enumerate(cells):
+        n = int(cell.sum())
+        draws = rng.multinomial(n, cell / n, resamples)
+        errors_a[:, g], errors_b[:, g] = (draws[:, 0] + draws[:, 1]) / n, (draws[:, 0] + draws[:, 2]) / n
     ra, rb = _mce_of(names, errors_a), _mce_of(names, errors_b)
     return {m: ra[m] - rb[m] for m in ra}
 
@@ -259,6 +267,3 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
     tail = math.exp(top) * sum(math.exp(x - top) for x in logs)
     return min(1.0, 2 * tail)
 
-
-def detections_json(samples) -> list:
-    return json.loads(bytes(samples['coco_json']).decode()) if 'coco_json' in samples else []

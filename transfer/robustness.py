@@ -19,7 +19,7 @@ from mae_core.data import IMAGENET_MEAN, IMAGENET_STD, imagenet_wnids, load_rgb
 from mae_core.errors import DataError, UnreadableImage, UsageError
 
 from .datasets.readers import read_imagenet_c, read_wnid_folders, timm_class_subset
-from .task import Outcome
+from .task import Outcome, image_samples
 
 # AlexNet's top-1 error per severity 1..5 of the 15 corruptions of mCE (datasets.readers.IMAGENET_C_CORRUPTIONS)
 ALEXNET_ERRORS = {
@@ -170,25 +170,22 @@ def predict(model, samples, cfg, subset=None) -> np.ndarray:
     return out
 
 
-def count_correct(top5, samples, group_names) -> dict:
-    """-> {group: [correct, total]} from the top-1 predictions."""
-    labels = np.array([y for _, y, _ in samples], dtype=np.int64)
-    groups = np.array([g for _, _, g in samples], dtype=np.int64)
-    correct = np.bincount(groups, weights=top5[:, 0] == labels, minlength=len(group_names))
+def robustness_samples(kind, samples, top5, names_of, group_names=None) -> dict:
+    """The samples (:mod:`transfer.intervals`) of the ``(path, label, group)`` list and its predictions; an image
+    is named by ``names_of(path)``, and with ``group_names`` each sample keeps its group."""
+    paths, labels, groups = zip(*samples)
+    grouped = {} if group_names is None else dict(group=np.array(groups, dtype=np.int16),
+                                                  group_names=np.array(group_names))
+    return image_samples(kind, [names_of(p) for p in paths], label=np.array(labels, dtype=np.int32),
+                         top5=top5.astype(np.int32), **grouped)
+
+
+def count_correct(kept, group_names) -> dict:
+    """-> {group: [correct, total]} from the samples' top-1 predictions (one group without ``group``)."""
+    groups = kept['group'].astype(np.int64) if 'group' in kept else np.zeros(len(kept['label']), np.int64)
+    correct = np.bincount(groups, weights=kept['top5'][:, 0] == kept['label'], minlength=len(group_names))
     total = np.bincount(groups, minlength=len(group_names))
     return {g: [int(correct[i]), int(total[i])] for i, g in enumerate(group_names)}
-
-
-def robustness_samples(kind, samples, top5, names_of, group_names=None) -> dict:
-    """The samples (:mod:`transfer.intervals`): ImageNet-C images are named once, per-sample rows index them."""
-    names = sorted({names_of(p) for p, _, _ in samples})
-    index = {n: i for i, n in enumerate(names)}
-    out = dict(kind=np.array(kind), names=np.array(names),
-               image=np.array([index[names_of(p)] for p, _, _ in samples], dtype=np.int32),
-               label=np.array([y for _, y, _ in samples], dtype=np.int32), top5=top5.astype(np.int32))
-    if group_names is not None:
-        out.update(group=np.array([g for _, _, g in samples], dtype=np.int16), group_names=np.array(group_names))
-    return out
 
 
 def imagenet_c(model, root, cfg):
@@ -197,13 +194,14 @@ def imagenet_c(model, root, cfg):
     folders, missing = read_imagenet_c(root, cfg.extras, cfg.partial)
     names = [f'{c}/{s}' for c, s, _ in folders]
     samples = [(p, y, g) for g, (_, _, folder) in enumerate(folders) for p, y in read_wnid_folders(folder).samples]
-    top5 = predict(model, samples, cfg)
+    kept = robustness_samples('imagenet_c', samples, predict(model, samples, cfg),
+                              lambda p: f'{p.parent.name}/{p.name}', names)
+    counts = count_correct(kept, names)
     errors = defaultdict(dict)
-    for name, (correct, total) in count_correct(top5, samples, names).items():
+    for name, (correct, total) in counts.items():
         c, s = name.split('/')
         errors[c][int(s)] = 1 - correct / total
-    in_mce = sum(1 for _, _, g in samples if names[g].split('/')[0] in ALEXNET_ERRORS)
-    kept = robustness_samples('imagenet_c', samples, top5, lambda p: f'{p.parent.name}/{p.name}', names)
+    in_mce = sum(total for name, (_, total) in counts.items() if name.split('/')[0] in ALEXNET_ERRORS)
     return corruption_errors(errors), in_mce, len(samples) - in_mce, bool(missing), kept
 
 
@@ -220,11 +218,11 @@ def top1(model, bench, root, cfg):
                             f'{bench.dataset}\'s 200 classes')
         split.samples = [(p, position[y]) for p, y in split.samples]
     samples = [(p, y, 0) for p, y in split.samples]
-    top5 = predict(model, samples, cfg, subset)
-    correct, total = count_correct(top5, samples, ['all'])['all']
-    kept = robustness_samples('topk', samples, top5, lambda p: str(Path(p).relative_to(root)))
-    return dict(top1=100.0 * correct / total, top5=100.0 * float(np.mean([y in t for (_, y, _), t in
-                                                                          zip(samples, top5)]))), total, kept
+    kept = robustness_samples('topk', samples, predict(model, samples, cfg, subset),
+                              lambda p: str(Path(p).relative_to(root)))
+    hits = kept['top5'] == kept['label'][:, None]
+    return (dict(top1=100.0 * int(hits[:, 0].sum()) / len(hits), top5=100.0 * int(hits.any(1).sum()) / len(hits)),
+            len(hits), kept)
 
 
 def run(bench, cfg, ctx) -> Outcome:

@@ -22,6 +22,7 @@ import pandas as pd
 from mae_core import record as rec_lib
 from mae_core.config import HelpFormatter
 from mae_core.errors import UsageError, entry_point
+from mae_core.mae import target_name
 
 from . import intervals
 from .registry import BENCHMARKS
@@ -98,10 +99,9 @@ def latest(records, benchmark):
             groups[key].append(r)
     out = []
     for runs in groups.values():
-        newest = runs[-1]
-        by_seed = {}
+        newest, by_seed = _config_without_seed(runs[-1]), {}
         for r in runs:
-            if _config_without_seed(r) == _config_without_seed(newest):
+            if _config_without_seed(r) == newest:
                 by_seed[r['config'].get('seed')] = r
         out.append(sorted(by_seed.values(), key=lambda r: str(r['config'].get('seed'))))
     return out
@@ -198,8 +198,7 @@ AUGMENTATION_ROWS = {'none': 'none', 'crop_fixed': 'crop, fixed size', 'crop_ran
 
 def target_row(meta):
     """Table 1d's / Table 7's row of a checkpoint's reconstruction target (older ones say only norm_pix_loss)."""
-    target = meta.get('target') or {True: 'norm_pix', False: 'pixel'}.get(meta.get('norm_pix_loss'))
-    return TARGET_ROWS.get(target)
+    return TARGET_ROWS.get(target_name(meta, default=None))
 
 
 def augmentation_row(meta):

@@ -40,9 +40,14 @@ class Outcome:
 
 
 def image_samples(kind: str, paths, root=None, **arrays) -> dict:
-    """The samples of ``kind`` for images ``paths`` (one per sample, in order), their ids relative to ``root``."""
-    names = [str(Path(p).relative_to(root)) if root and Path(p).is_relative_to(root) else str(p) for p in paths]
-    return dict(kind=np.array(kind), names=np.array(names), image=np.arange(len(names), dtype=np.int32), **arrays)
+    """The samples of ``kind`` for images ``paths`` (one per sample, in order; ids relative to ``root``). An image
+    may recur (ImageNet-C has each in every corruption and severity): it is named once in ``names`` and
+    ``image`` indexes the names."""
+    ids = [str(Path(p).relative_to(root)) if root and Path(p).is_relative_to(root) else str(p) for p in paths]
+    names = sorted(set(ids))
+    index = {n: i for i, n in enumerate(names)}
+    return dict(kind=np.array(kind), names=np.array(names), image=np.array([index[i] for i in ids], dtype=np.int32),
+                **arrays)
 
 
 @dataclass
