@@ -1,24 +1,37 @@
-"""Pre-training input pipeline per CPU core, on generated ImageNet-size JPEGs (500 x 375, quality 90), as
-ratios to fb/mae's transform measured in one run (issue 15, part 3; a measurement, the loader itself is still
-fb/mae's):
+"""Input pipelines per CPU core, on generated ImageNet-size JPEG files (500 x 375, quality 90), as ratios to
+fb/mae's transforms measured in one run (issue 15, part 3). Pre-training:
 
 - fb/mae: PIL decode, RandomResizedCrop(224, 0.2-1, bicubic), flip, ToTensor, Normalize;
-- the same crops with uint8 output (normalised on the device instead): pixel-identical before normalisation;
-- one ``Image.resize(box=crop)`` instead of crop + resize, uint8 out: checked pixel-identical here;
-- the same with ``reducing_gap=1.5`` (changes pixels: would be opt-in);
-- PIL's ``draft`` (DCT-scaled decoding) where the crop allows a 2x or larger reduction.
+- ours, ``data.decode='pil'`` (the default: fb/mae's pixels) and ``data.decode='tensor'`` (torchvision's
+  libjpeg-turbo decoder and uint8 antialiased resize, the same crops and flips): ``PretrainImages`` itself;
+- candidates tried before: uint8 output, one ``Image.resize(box=crop)``, ``reducing_gap=1.5``, PIL's ``draft``;
+  and OpenCV's decoder + ``INTER_CUBIC`` resize (no antialiasing: aliased pixels when shrinking).
+
+Fine-tuning: timm's ``create_transform`` with fb/mae's arguments vs ours (``transfer.classification``).
 
     python bench/input_pipeline.py [--images 200] [--repeat 3]
 """
 import argparse
 import io
+import itertools
+import sys
+import tempfile
 import time
+from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
+from timm.data import create_transform
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mae_core import engine  # noqa: E402
+from mae_core.config import load_config  # noqa: E402
+from mae_core.data import PretrainImages, load_rgb  # noqa: E402
+from transfer.classification import train_transform  # noqa: E402
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -64,6 +77,13 @@ def box_resize(data, gap=None):
     return torch.from_numpy(np.array(x)).permute(2, 0, 1)
 
 
+def opencv_cubic(data):
+    x = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    i, j, h, w = T.RandomResizedCrop.get_params(torch.empty(1, *x.shape[:2]), (0.2, 1.0), (3 / 4, 4 / 3))
+    x = cv2.resize(x[i:i + h, j:j + w], (224, 224), interpolation=cv2.INTER_CUBIC)
+    return torch.from_numpy(x[..., ::-1].copy()).permute(2, 0, 1)
+
+
 def drafted(data):
     im = Image.open(io.BytesIO(data))
     i, j, h, w = crop_params(im)
@@ -89,13 +109,68 @@ def identical(data, seed) -> bool:
     return torch.equal(a, box_resize(data))
 
 
-def per_core(fn, data, repeat):
+def per_file(transform, files, repeat):
+    """Images/s of the fastest of ``repeat`` passes over ``files``, after one untimed pass (warm caches)."""
     torch.manual_seed(0)
-    t0 = time.perf_counter()
-    for _ in range(repeat):
-        for d in data:
-            fn(d)
-    return repeat * len(data) / (time.perf_counter() - t0)
+    best = float('inf')
+    for k in range(repeat + 1):
+        t0 = time.perf_counter()
+        for f in files:
+            transform(f)
+        best = best if k == 0 else min(best, time.perf_counter() - t0)
+    return len(files) / best
+
+
+class FbMaeImages(torch.utils.data.Dataset):
+    """fb/mae's pre-training data: ImageFolder's PIL loader and the transform of main_pretrain.py."""
+
+    def __init__(self, files):
+        self.files = files
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i):
+        return fb_mae(self.files[i].read_bytes())
+
+
+def loader_speed(loader, epochs):
+    """Images/s of the fastest of ``epochs`` epochs of a one-worker loader, after one untimed epoch."""
+    best = float('inf')
+    for k in range(epochs + 1):
+        t0 = time.perf_counter()
+        n = sum(len(b['inputs'] if isinstance(b, dict) else b) for b in loader)
+        best = best if k == 0 else min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def loaders(root, files, repeat, batch=20):
+    """fb/mae's loader and ours (``engine.train_loader``: the seeded sampler), one worker process each."""
+    fb = torch.utils.data.DataLoader(FbMaeImages(files), batch, shuffle=True, drop_last=True, num_workers=1,
+                                     persistent_workers=True)
+    rows = [('fb/mae: DataLoader, 1 worker (reference)', loader_speed(fb, repeat))]
+    for decode in ('pil', 'tensor'):
+        ds = PretrainImages(root, 224, (0.2, 1.0), 'crop_rand', decode)
+        rows.append((f"ours, data.decode='{decode}': engine.train_loader, 1 worker",
+                     loader_speed(engine.train_loader(ds, batch, 1, seed=0), repeat)))
+    lines = ['| loader (one worker process) | images/s | ratio to fb/mae |', '|---|---|---|']
+    return lines + [f'| {name} | {speed:.0f} | {speed / rows[0][1]:.2f} |' for name, speed in rows]
+
+
+def ours(root, decode):
+    ds = PretrainImages(root, 224, (0.2, 1.0), 'crop_rand', decode)
+    index, seeds = {f: k for k, f in enumerate(ds.files)}, itertools.count()
+    return lambda f: ds[(index[f], next(seeds))]  # as the seeded sampler draws: a seed per sample
+
+
+def table(rows, files, repeat):
+    ref = None
+    lines = ['| transform (one core) | images/s | ratio to fb/mae |', '|---|---|---|']
+    for name, fn in rows:
+        speed = per_file(fn, files, repeat)
+        ref = ref or speed
+        lines.append(f'| {name} | {speed:.0f} | {speed / ref:.2f} |')
+    return lines
 
 
 def main():
@@ -104,20 +179,34 @@ def main():
     p.add_argument('--repeat', type=int, default=3)
     args = p.parse_args()
     torch.set_num_threads(1)
-    data = jpegs(args.images)
-    same = all(identical(d, k) for k, d in enumerate(data[:50]))
-    rows = [('fb/mae transform (reference)', fb_mae), ('same crops, uint8 out', uint8_out),
-            ('one box resize, uint8 out', box_resize), ('box resize, reducing_gap=1.5 (changes pixels)',
-                                                       lambda d: box_resize(d, 1.5)),
-            ('PIL draft where the crop allows, box resize', drafted)]
-    ref = None
-    print('| transform (one core) | images/s | ratio to fb/mae |')
-    print('|---|---|---|')
-    for name, fn in rows:
-        speed = per_core(fn, data, args.repeat)
-        ref = ref or speed
-        print(f'| {name} | {speed:.0f} | {speed / ref:.2f} |')
-    print(f'\nbox resize pixel-identical to crop + resize on the first 50 images: {same}; target (issue 15): >= 1.30')
+    cv2.setNumThreads(1)
+    with tempfile.TemporaryDirectory() as root:
+        for k, d in enumerate(jpegs(args.images)):
+            Path(root, f'{k:05d}.JPEG').write_bytes(d)
+        files = sorted(Path(root).iterdir())
+        same = all(identical(f.read_bytes(), k) for k, f in enumerate(files[:50]))
+        fb = lambda f: fb_mae(f.read_bytes())
+        pretraining = [('fb/mae transform (reference)', fb),
+                       ("ours, data.decode='pil' (default)", ours(root, 'pil')),
+                       ("ours, data.decode='tensor' (opt-in)", ours(root, 'tensor')),
+                       ('same crops, uint8 out', lambda f: uint8_out(f.read_bytes())),
+                       ('one box resize, uint8 out', lambda f: box_resize(f.read_bytes())),
+                       ('box resize, reducing_gap=1.5 (changes pixels)', lambda f: box_resize(f.read_bytes(), 1.5)),
+                       ('PIL draft where the crop allows, box resize', lambda f: drafted(f.read_bytes())),
+                       ('OpenCV decode + INTER_CUBIC, uint8 out (aliased)', lambda f: opencv_cubic(f.read_bytes()))]
+        print('\n'.join(table(pretraining, files, args.repeat)))
+        print()
+        print('\n'.join(loaders(root, files, args.repeat)))
+        cfg = load_config(Path(__file__).resolve().parents[1] / 'eval_configs/in1k_finetune.py')
+        fb_ft = create_transform(224, is_training=True, auto_augment='rand-m9-mstd0.5-inc1', interpolation='bicubic',
+                                 re_prob=0.25, re_mode='pixel', re_count=1)  # fb/mae's main_finetune.build_transform
+        ours_ft = train_transform(cfg)
+        finetuning = [('fb/mae fine-tuning transform (timm, RandAugment + erasing)', lambda f: fb_ft(load_rgb(f))),
+                      ('ours (transfer.classification.train_transform)', lambda f: ours_ft(load_rgb(f)))]
+        print()
+        print('\n'.join(table(finetuning, files, args.repeat)))
+    print(f'\nbox resize pixel-identical to crop + resize on the first 50 images: {same}; target (issue 15, '
+          'pre-training): >= 1.30')
 
 
 if __name__ == '__main__':

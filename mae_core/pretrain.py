@@ -54,7 +54,8 @@ def pretrain_meta(cfg) -> dict:
                 decoder_depth=m.decoder_depth, decoder_embed_dim=m.decoder_embed_dim,
                 decoder_num_heads=m.decoder_num_heads, target=target, norm_pix_loss=target == 'norm_pix',
                 encoder_mask_tokens=m.encoder_mask_tokens, epochs=cfg.schedule.epochs, seed=cfg.seed,
-                crop_scale=list(cfg.data.crop_scale), augmentation=cfg.data.get('augmentation', 'crop_rand'))
+                crop_scale=list(cfg.data.crop_scale), augmentation=cfg.data.get('augmentation', 'crop_rand'),
+                decode=cfg.data.get('decode', 'pil'))
     if target == 'pca':
         meta['pca_components'] = m.get('pca_components', 96)
     if target == 'dvae':
@@ -89,7 +90,8 @@ def pretrain(cfg: Config, work_dir, data_root=None, resume=False, launcher='none
         if not cfg.data.get('generated'):
             raise ConfigError('no --data-root given and the config has neither data.root nor data.generated')
         root = generated_images(cfg.data.generated)
-    dataset = PretrainImages(root, cfg.data.img_size, cfg.data.crop_scale, cfg.data.get('augmentation', 'crop_rand'))
+    dataset = PretrainImages(root, cfg.data.img_size, cfg.data.crop_scale, cfg.data.get('augmentation', 'crop_rand'),
+                             cfg.data.get('decode', 'pil'))
     target = target_name(cfg.model)
     tokenizer = load_tokenizer(cfg.model.dvae_weights, allow_pickle) if target == 'dvae' else None
     torch.manual_seed(cfg.seed)  # weight init

@@ -25,14 +25,15 @@ def test_final_checkpoint_loads_weights_only_and_the_record_holds_the_settings(t
     assert rec['model']['pretrain']['decoder_depth'] == 2 and rec['time']['device_hours'] > 0
 
 
-def test_torchrun_two_processes_on_cpu_write_one_checkpoint_and_one_record(tmp_path):
+def test_torchrun_two_processes_on_cpu_with_tensor_decoding_write_one_checkpoint_and_one_record(tmp_path):
     proc = run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '-m', 'mae_core.cli',
                 'pretrain', '--config', CONFIG, '--launcher', 'pytorch', '--work-dir', str(tmp_path / 'w'),
-                '--records-dir', str(tmp_path / 'r')] + SHORT, timeout=300)
+                '--records-dir', str(tmp_path / 'r')] + SHORT + ['data.decode=tensor'], timeout=300)
     records = list((tmp_path / 'r').glob('*/*.json'))
     assert len(records) == 1, proc.stdout[-2000:]
     rec = read_record(records[0])
     assert rec['env']['world_size'] == 2 and rec['model']['pretrain']['total_batch'] == 32
+    assert rec['model']['pretrain']['decode'] == 'tensor' and rec['metrics']['loss'] > 0
     torch.load(tmp_path / 'w' / 'final.pth', weights_only=True)
 
 

@@ -73,11 +73,15 @@ def cell_numbers(text: str):
 
 def user_label(rec) -> str:
     """'yours: ViT-B, 800 ep, final.pth [1a2b3c4d]': the arch and pre-training epochs, so that a row that is not
-    comparable with the paper's (ViT-L, 800 epochs in Table 1) does not look comparable."""
+    comparable with the paper's (ViT-L, 800 epochs in Table 1) does not look comparable; 'tensor decode' where
+    pre-training used ``data.decode='tensor'`` (pixels that are not fb/mae's)."""
     m = (rec[0] if isinstance(rec, list) else rec)['model']
-    epochs = (m.get('pretrain') or {}).get('epochs')
+    pretrain = m.get('pretrain') or {}
+    epochs = pretrain.get('epochs')
     schedule = f'{epochs} ep' if epochs is not None else 'pre-training epochs unknown'
-    return f'yours: {ARCH_COLUMN.get(m["arch"], m["arch"])}, {schedule}, {Path(m["checkpoint"]).name} [{m["sha256"][:8]}]'
+    decode = ', tensor decode' if pretrain.get('decode') == 'tensor' else ''
+    return (f'yours: {ARCH_COLUMN.get(m["arch"], m["arch"])}, {schedule}{decode}, {Path(m["checkpoint"]).name} '
+            f'[{m["sha256"][:8]}]')
 
 
 def arch_column(rec) -> str:
