@@ -62,6 +62,37 @@ def test_a_perturbed_copy_scores_what_pycocotools_says(coco_val):
     assert ours['APbox'] == pytest.approx(100 * ev.stats[0]) and 0 < ours['APbox'] < 100
 
 
+def test_mask_ap_takes_mask_areas_for_its_size_ranges_as_detectron2(coco_val):
+    """detectron2 ``evaluation/coco_evaluation.py`` (commit 9bd60d3), ``_evaluate_predictions_on_coco``: for
+    'segm' the results are deep-copied and each one's 'bbox' popped before ``loadRes``, so that pycocotools takes
+    the mask's area, not the box's, for APs/APm/APl. The reference below follows those steps; false positives with
+    a small mask inside a whole-image box make the two area conventions disagree."""
+    from pycocotools.cocoeval import COCOeval
+    dets = []
+    for d, image_id in gt_as_detections(coco_val):
+        square = torch.zeros(1, 1, *d['masks'].shape[2:])
+        square[..., :20, :20] = 1.0  # area 400: small; its box below, the whole image: large
+        dets.append((dict(boxes=torch.cat([d['boxes'], torch.tensor([[0.0, 0.0, 127.0, 127.0]])]),
+                          labels=torch.cat([d['labels'], d['labels'][:1]]),
+                          scores=torch.cat([d['scores'] * 0.9, torch.ones(1)]),
+                          masks=torch.cat([d['masks'], square])), image_id))
+    results = [r for d, i in dets for r in det.to_coco_results(d, i, coco_val.cats)]
+    ours = det.coco_ap(coco_val.coco, results, kinds=('segm',))
+
+    def pycocotools_stats(res):
+        ev = COCOeval(coco_val.coco, coco_val.coco.loadRes(res), 'segm')
+        ev.evaluate(), ev.accumulate(), ev.summarize()
+        return [100 * max(float(v), 0.0) for v in ev.stats[:6]]
+    reference = copy.deepcopy(results)
+    for r in reference:
+        r.pop('bbox', None)
+    expected = pycocotools_stats(reference)
+    assert [ours[f'APmask{s}'] for s in ('', '50', '75', '_s', '_m', '_l')] == pytest.approx(expected)
+    with_boxes = pycocotools_stats(copy.deepcopy(results))
+    assert ours['APmask_s'] != pytest.approx(with_boxes[3])  # what the results' boxes would have given
+    assert all('bbox' in r and 'area' not in r for r in results)  # ours left untouched
+
+
 def test_results_are_coco_json_with_xywh_boxes_and_string_rles(coco_val):
     d, image_id = gt_as_detections(coco_val)[0]
     r = det.to_coco_results(d, image_id, coco_val.cats)[0]

@@ -107,6 +107,13 @@ def test_user_rows_come_from_records_marked_by_subset_and_the_page_has_the_figur
         assert f'src="figures/{png.name}"' in page
 
 
+def test_a_row_says_tensor_decode_where_pre_training_did_not_use_fb_maes_pixels():
+    model = dict(arch='vit_base_patch16', checkpoint='/x/final.pth', sha256='ab' * 32, pretrain=dict(epochs=800))
+    assert tables.user_label(dict(model=model)) == 'yours: ViT-B, 800 ep, final.pth [abababab]'
+    model['pretrain']['decode'] = 'tensor'
+    assert tables.user_label(dict(model=model)) == 'yours: ViT-B, 800 ep, tensor decode, final.pth [abababab]'
+
+
 def test_every_png_under_figures_is_on_the_page_the_reconstructions_too(tmp_path):
     (tmp_path / 'figures').mkdir()
     plt.imsave(tmp_path / 'figures' / 'reconstructions.png', [[0.0, 1.0], [1.0, 0.0]])

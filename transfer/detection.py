@@ -6,7 +6,6 @@ after ``norm1``, decomposed relative position, the pre-training position table r
 simple feature pyramid with its names, aligned RoIAlign, L1 box losses, aligned mask targets and square padding.
 torchvision's heads keep their own parameter names."""
 import contextlib
-import copy
 import io
 import json
 import types
@@ -181,32 +180,40 @@ class Detector(BaseModel):
 # ==================================================================== evaluation
 def to_coco_results(dets: dict, image_id: int, cats: Categories, with_masks=True):
     """One image's detections -> COCO result dicts: boxes xywh, masks RLE with ``counts`` as str."""
-    out = []
     boxes = dets['boxes'].float().cpu()
-    masks = (dets['masks'][:, 0] > 0.5).cpu().numpy() if with_masks and 'masks' in dets else None
+    rles = None
+    if with_masks and 'masks' in dets:
+        # [N, W, H] in C order is [H, W, N] in Fortran order: pycocotools encodes all masks in one call
+        binary = (dets['masks'][:, 0] > 0.5).transpose(1, 2).to(torch.uint8).contiguous().cpu().numpy()
+        rles = mask_util.encode(binary.T) if len(binary) else []
+    out = []
     for i, (box, label, score) in enumerate(zip(boxes, dets['labels'].cpu(), dets['scores'].float().cpu())):
         x1, y1, x2, y2 = box.tolist()
         r = dict(image_id=int(image_id), category_id=cats.to_id(int(label)), bbox=[x1, y1, x2 - x1, y2 - y1],
                  score=float(score))
-        if masks is not None:
-            rle = mask_util.encode(np.asfortranarray(masks[i].astype(np.uint8)))
-            rle['counts'] = rle['counts'].decode('ascii')
-            r['segmentation'] = rle
+        if rles is not None:
+            r['segmentation'] = dict(size=rles[i]['size'], counts=rles[i]['counts'].decode('ascii'))
         out.append(r)
     return out
 
 
 def coco_ap(coco_gt, results, kinds=('bbox', 'segm'), samples=None) -> dict:
     """pycocotools' AP, AP50, AP75, APs, APm, APl in percent, named APbox*/APmask*. Into ``samples`` (a dict)
-    go the per-image matches pycocotools made (:func:`coco_matches`), from which the intervals are drawn."""
+    go the per-image matches pycocotools made (:func:`coco_matches`), from which the intervals are drawn.
+
+    Mask AP is scored without the boxes, as detectron2's ``_evaluate_predictions_on_coco`` does
+    (``evaluation/coco_evaluation.py``): given a box, pycocotools takes the box's area for the size ranges of
+    APmask_s/m/l instead of the mask's. ``loadRes`` adds keys to each result; shallow copies keep ours intact."""
     out = {}
     for kind in kinds:
         name = 'APbox' if kind == 'bbox' else 'APmask'
         if not results:
             out.update({f'{name}{s}': 0.0 for s in ('', '50', '75', '_s', '_m', '_l')})
             continue
+        copies = [dict(r) for r in results] if kind == 'bbox' else \
+            [{k: v for k, v in r.items() if k != 'bbox'} for r in results]
         with contextlib.redirect_stdout(io.StringIO()):
-            ev = COCOeval(coco_gt, coco_gt.loadRes(copy.deepcopy(results)), kind)
+            ev = COCOeval(coco_gt, coco_gt.loadRes(copies), kind)
             ev.evaluate()
             ev.accumulate()
             ev.summarize()
