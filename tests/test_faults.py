@@ -2,7 +2,6 @@
 fault class, and property-based tests (random structures and bytes) for the three parsers that take user input
 (checkpoints, run records, --cfg-options), which may only ever answer with their one error type."""
 import json
-import math
 import os
 import stat
 import sys

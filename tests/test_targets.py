@@ -17,7 +17,7 @@ from mae_core.data import COLOR_JITTER, pretrain_transform
 from mae_core.mae import mae
 from mae_core.record import read_record, read_records
 from mae_core.seeding import seeded_draws
-from transfer import cli, tables
+from transfer import cli
 
 CONFIG = str(REPO / 'eval_configs/pretrain/mae_tiny_cpu.py')
 SHORT = ['schedule.epochs=4', 'schedule.warmup_epochs=1', 'data.generated.per_class=8', 'data.batch_size=16']

@@ -3,7 +3,6 @@ Fig. 9) on ImageNet-1K, iNaturalist and Places, with the paper's recipes (FACTS.
 
 One protocol switch in the config: ``finetune`` (all blocks), ``linprobe`` (frozen encoder, cls token,
 BatchNorm without affine + linear head, LARS), ``partial`` (the last ``k`` blocks, fc_norm and head)."""
-from pathlib import Path
 
 import numpy as np
 import torch
