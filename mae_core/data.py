@@ -69,9 +69,9 @@ def load_rgb_tensor(path) -> torch.Tensor:
     return pil_to_tensor(load_rgb(path))
 
 
-# data.decode: 'pil' is fb/mae's pixels; 'tensor' decodes with torchvision and resizes uint8 tensors (about 1.9x
-# the images/s per core, bench/input_pipeline.py), with the same crop and flip draws and pixels within 2 grey
-# levels of 'pil' (tests/test_data.py)
+# data.decode: 'pil' is fb/mae's pixels; 'tensor' decodes with torchvision and resizes uint8 tensors (1.55x the
+# images/s per loader worker, bench/input_pipeline.py), with the same crop, flip and colour draws; crops within 2
+# grey levels of 'pil', colour jitter about one level more on average (tests/test_data.py)
 DECODERS = ('pil', 'tensor')
 
 

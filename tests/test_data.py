@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mae_core.data import (IMAGENET_MEAN, IMAGENET_STD, PretrainImages, load_rgb, load_rgb_tensor,
+from mae_core.data import (AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, PretrainImages, load_rgb, load_rgb_tensor,
                            pretrain_transform)
 from mae_core.errors import ConfigError, UnreadableImage
 from torchvision.transforms.functional import pil_to_tensor
@@ -45,6 +45,23 @@ def test_same_seed_gives_the_same_crop_and_flip_within_two_grey_levels(tmp_path)
             assert a.shape == b.shape == (3, 224, 224) and b.dtype == torch.float32
             worst.append((grey_levels(a) - grey_levels(b)).abs().max().item())
     assert max(worst) <= 2.01, worst  # a different crop or flip would differ by tens of levels
+
+
+@pytest.mark.parametrize('augmentation', AUGMENTATIONS)
+def test_every_augmentation_draws_the_same_from_the_same_seed(tmp_path, augmentation):
+    """Table 1e's rows through both decoders: the same crop, flip and colour draws. Crops agree within 2 grey
+    levels; torchvision's tensor colour jitter (hue in floats) differs from PIL's (hue in uint8 HSV) by about one
+    level on average, a few pixels by up to ~15; another draw would differ by tens on average."""
+    for k in range(4):
+        photo_like(tmp_path / f'{k}.jpg', k, size=(400, 300))
+    pil, tensor = (PretrainImages(tmp_path, 96, (0.2, 1.0), augmentation, d) for d in ('pil', 'tensor'))
+    diffs = [(grey_levels(pil[(k, seed)]['inputs']) - grey_levels(tensor[(k, seed)]['inputs'])).abs()
+             for k in range(4) for seed in (7 * k, 100 + k)]
+    if augmentation == 'crop_color':
+        assert max(d.mean().item() for d in diffs) < 2.0
+        assert (grey_levels(pil[(0, 0)]['inputs']) - grey_levels(tensor[(0, 1)]['inputs'])).abs().mean() > 10
+    else:
+        assert max(d.max().item() for d in diffs) <= 2.01
 
 
 def crop_box(x, width, height):

@@ -16,8 +16,9 @@ schedule = dict(epochs=20, warmup_epochs=2, min_lr=0.0)
 # data.augmentation (Table 1e), each with a random flip: 'none' (centre crop), 'crop_fixed', 'crop_rand' (the
 # paper's default, RandomResizedCrop over crop_scale), 'crop_color' (crop_rand + colour jitter; the paper gives no
 # parameters: MoCo v3's / BYOL's 0.4, 0.4, 0.2, 0.1 with p 0.8, then grey with p 0.2).
-# data.decode: 'pil' (fb/mae's pixels) or 'tensor' (torchvision's JPEG decoder and uint8 resize: about 1.9x the
-# images per second per loader core, the same crops and flips, pixels within 2 grey levels of 'pil').
+# data.decode: 'pil' (fb/mae's pixels) or 'tensor' (torchvision's JPEG decoder and uint8 resize: about 1.5x the
+# images per second per loader worker, the same crops and flips, pixels within 2 grey levels of 'pil'; with
+# crop_color, torchvision's colour jitter adds about one level on average).
 precision = 'auto'  # bf16 autocast on GPU and on CPUs with native bf16, else fp32
 seed = 0
 log_interval = 5
