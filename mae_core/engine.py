@@ -15,8 +15,9 @@ import torch
 import torch.distributed as dist
 from mmengine.dataset import DefaultSampler
 from mmengine.fileio import LocalBackend, register_backend
-from mmengine.hooks import CheckpointHook, Hook, LoggerHook
-from mmengine.runner import CheckpointLoader, find_latest_checkpoint
+from mmengine.hooks import CheckpointHook, Hook, LoggerHook, RuntimeInfoHook
+from mmengine.model import BaseDataPreprocessor
+from mmengine.runner import CheckpointLoader, EpochBasedTrainLoop, find_latest_checkpoint
 from mmengine.runner import Runner as _Runner
 from mmengine.visualization import LocalVisBackend, TensorboardVisBackend, Visualizer
 
@@ -188,7 +189,52 @@ def default_hooks(checkpoint_interval=1, log_interval=10, max_keep=1, by_epoch=T
     return dict(checkpoint=dict(type=CheckpointHook, interval=checkpoint_interval, max_keep_ckpts=max_keep,
                                 save_last=True, by_epoch=by_epoch,
                                 backend_args=dict(backend='mae_suite_atomic_local')),
-                logger=dict(type=LoggerHook, interval=log_interval))
+                logger=dict(type=LoggerHook, interval=log_interval),
+                runtime_info=dict(type=DeferredLossLog, interval=log_interval))
+
+
+# ==================================================================== no host sync per training step
+# Reading a device value back (``.item()``, ``int(tensor)``, a copy from pageable memory) makes the host wait
+# until the device has finished the previous step, which leaves the device idle while the next one is launched.
+class SeedsOnHost(BaseDataPreprocessor):
+    """mmengine's default preprocessor (the batch onto the model's device) but for the sample seeds, which stay
+    Python ints: the step's random draws are seeded from them on the host."""
+
+    def forward(self, data, training=False):
+        if not isinstance(data, dict) or data.get('seeds') is None:
+            return super().forward(data, training)
+        seeds = data['seeds']
+        out = super().forward({k: v for k, v in data.items() if k != 'seeds'}, training)
+        return dict(out, seeds=seeds.tolist() if torch.is_tensor(seeds) else [int(x) for x in seeds])
+
+
+class DeferredLossLog(RuntimeInfoHook):
+    """mmengine's RuntimeInfoHook, except that a step's losses stay on the device until the logger reads them
+    (every ``interval`` iterations and at an epoch's end, as :class:`LoggerHook`): one host sync per log line,
+    not one per step. The logged values and their order are mmengine's."""
+
+    def __init__(self, interval: int):
+        super().__init__()
+        self.interval, self.pending = interval, []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if outputs:
+            self.pending.append({k: v.detach() if torch.is_tensor(v) else v for k, v in outputs.items()})
+        if (batch_idx + 1) % self.interval == 0 or batch_idx + 1 == len(runner.train_dataloader):
+            self.flush(runner)
+
+    def after_train_epoch(self, runner):
+        self.flush(runner)
+
+    def after_train(self, runner):
+        self.flush(runner)
+        super().after_train(runner)
+
+    def flush(self, runner):
+        for outputs in self.pending:
+            for key, value in outputs.items():
+                runner.message_hub.update_scalar(f'train/{key}', value)
+        self.pending = []
 
 
 def visualizer_cfg(tensorboard=True):
@@ -313,28 +359,40 @@ def release_workers(*loaders):
 
 # ==================================================================== the run
 class RunStatsHook(Hook):
-    """Collects the mean loss of the last epoch and training images/s (this process's part of the run)."""
+    """The mean loss of the first and the last epoch, and training images/s: the wall time of each epoch's steps,
+    loader waits included, checkpointing and validation not (this process's part of the run). The device is
+    read once per epoch, not per step."""
     priority = 'VERY_LOW'
 
     def __init__(self, batch_size: int):
-        self.batch_size, self.images, self.seconds, self.epoch_losses = batch_size, 0, 0.0, []
-        self.first_loss = self.last_loss = None  # mean loss of the first and of the last epoch
+        self.batch_size, self.images, self.seconds, self.epoch_start = batch_size, 0, 0.0, None
+        self.loss_sum, self.steps = None, 0  # this epoch's, summed on the device
+        self.first_loss = self.last_loss = None
 
     def before_train_epoch(self, runner):
-        self.epoch_losses = []
+        self.loss_sum, self.steps = None, 0
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
-        self._t = time.perf_counter()
+        if self.epoch_start is None:
+            self.epoch_start = time.perf_counter()
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        self.seconds += time.perf_counter() - self._t
         self.images += self.batch_size * world_size()
         if outputs and 'loss' in outputs:
-            self.epoch_losses.append(float(outputs['loss'].detach()))
+            loss = outputs['loss'].detach().double()
+            self.loss_sum = loss if self.loss_sum is None else self.loss_sum + loss
+            self.steps += 1
+        last = runner.iter + 1 >= runner.max_iters or (isinstance(runner.train_loop, EpochBasedTrainLoop)
+                                                       and batch_idx + 1 == len(runner.train_dataloader))
+        if last:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.seconds += time.perf_counter() - self.epoch_start
+            self.epoch_start = None
 
     def after_train_epoch(self, runner):
-        if self.epoch_losses:
-            self.last_loss = sum(self.epoch_losses) / len(self.epoch_losses)
+        if self.steps:
+            self.last_loss = float(self.loss_sum) / self.steps
             if runner.epoch == 0:
                 self.first_loss = self.last_loss
 

@@ -96,6 +96,14 @@ def block_masking(N: int, grid_hw, mask_ratio: float, rngs=None, device=None) ->
     return from_noise(noise, len_keep)
 
 
+def to_device(x: torch.Tensor, device) -> torch.Tensor:
+    """A host tensor onto ``device`` without making the host wait for the device's queue (a copy from pageable
+    memory would: once per training step)."""
+    if torch.device(device or 'cpu').type != 'cuda':
+        return x.to(device)
+    return x.pin_memory().to(device, non_blocking=True)
+
+
 def sample(kind: str, N: int, grid_hw, mask_ratio: float, noise: torch.Tensor = None, seeds=None,
            device=None) -> Masking:
     """Dispatch on ``kind``. ``noise`` fixes a random mask; ``seeds`` (one int per sample) fix any kind."""
@@ -103,7 +111,7 @@ def sample(kind: str, N: int, grid_hw, mask_ratio: float, noise: torch.Tensor = 
         if noise is None and seeds is not None:
             L = grid_hw[0] * grid_hw[1]
             noise = torch.stack([torch.rand(L, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
-            noise = noise.to(device)
+            noise = to_device(noise, device)
         return random_masking(N, grid_hw, mask_ratio, noise, device)
     if kind == 'block':
         rngs = [random.Random(int(s)) for s in seeds] if seeds is not None else None

@@ -27,12 +27,12 @@ class PretrainModel(BaseModel):
     """The MAE as mmengine sees it: a batch ``dict(inputs, seeds)`` in, ``dict(loss=...)`` out."""
 
     def __init__(self, mae_model, mask_ratio: float, bf16: bool):
-        super().__init__()
+        super().__init__(data_preprocessor=engine.SeedsOnHost())
         self.mae, self.mask_ratio, self.bf16 = mae_model, mask_ratio, bf16
 
     def forward(self, inputs, seeds=None, data_samples=None, mode='loss'):
         with engine.autocast_context(inputs.device.type, self.bf16):
-            loss, _, _ = self.mae(inputs, self.mask_ratio, seeds=seeds.tolist() if seeds is not None else None)
+            loss, _, _ = self.mae(inputs, self.mask_ratio, seeds=seeds)
         return dict(loss=loss.float())
 
 

@@ -12,6 +12,12 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return ((seed * 1_000_003 + epoch) * 10_000_019 + index) % (2 ** 62)
 
 
+def step_seed(sample_seeds) -> int:
+    """The seed of a training step's own draws (mixup, drop path): its samples' seeds summed, mod 2**62 (the
+    same number as the int64 sum the batch tensor gives: 2**62 divides 2**64)."""
+    return sum(int(s) for s in sample_seeds) % (2 ** 62)
+
+
 @contextlib.contextmanager
 def seeded_draws(seed: int):
     """Run transforms with torch's, Python's and numpy's global RNGs set from ``seed``, then restore them

@@ -17,7 +17,7 @@ from torchvision import transforms as T
 from mae_core import engine
 from mae_core.data import IMAGENET_MEAN, IMAGENET_STD
 from mae_core.errors import ConfigError
-from mae_core.seeding import seeded_draws
+from mae_core.seeding import seeded_draws, step_seed
 
 from . import optim
 from .datasets.readers import read_split
@@ -32,13 +32,13 @@ class Classifier(BaseModel):
     comes from the batch's sample seeds, so a resumed run takes exactly the same steps."""
 
     def __init__(self, vit, mixup=None, criterion=None, bf16=False):
-        super().__init__()
+        super().__init__(data_preprocessor=engine.SeedsOnHost())
         self.vit, self.mixup, self.bf16 = vit, mixup, bf16
         self.criterion = criterion or nn.CrossEntropyLoss()
 
     def forward(self, inputs, labels=None, seeds=None, data_samples=None, mode='tensor'):
         if mode == 'loss':
-            with seeded_draws(int(seeds.sum()) % (2 ** 62)):
+            with seeded_draws(step_seed(seeds)):
                 targets = labels
                 if self.mixup is not None:
                     inputs, targets = self.mixup(inputs, labels)

@@ -33,7 +33,7 @@ from torchvision.ops.poolers import _setup_scales
 
 from mae_core import engine
 from mae_core.data import IMAGENET_MEAN, IMAGENET_STD
-from mae_core.seeding import seeded_draws
+from mae_core.seeding import seeded_draws, step_seed
 
 from .datasets.coco import Categories, COCODetection, collate
 from .task import Outcome, TrainPlan, execute, image_samples, iteration_train_args, load_task_weights
@@ -162,13 +162,13 @@ class Detector(BaseModel):
     """Mask R-CNN as mmengine sees it: lists of images and targets in, a loss dict or detections out."""
 
     def __init__(self, detector, bf16=False):
-        super().__init__()
+        super().__init__(data_preprocessor=engine.SeedsOnHost())
         self.detector, self.bf16 = detector, bf16
 
     def forward(self, inputs, targets=None, seeds=None, data_samples=None, mode='tensor'):
         device = inputs[0].device.type
         if mode == 'loss':
-            with seeded_draws(int(seeds.sum()) % (2 ** 62)), engine.autocast_context(device, self.bf16), \
+            with seeded_draws(step_seed(seeds)), engine.autocast_context(device, self.bf16), \
                     vitdet_losses():
                 losses = self.detector(inputs, targets)
             return {k: v.float() for k, v in losses.items()}

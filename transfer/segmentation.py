@@ -13,7 +13,7 @@ from mmengine.model import BaseModel
 from mmengine.optim import LinearLR, PolyLR
 
 from mae_core import engine
-from mae_core.seeding import seeded_draws
+from mae_core.seeding import seeded_draws, step_seed
 
 from .datasets.ade20k import ADE20K, IGNORE, collate_eval, read_ade
 from .task import Outcome, TrainPlan, execute, image_samples, iteration_train_args, load_task_weights
@@ -93,7 +93,7 @@ class UperNetViT(BaseModel):
 
     def __init__(self, backbone, out_blocks, num_classes, channels=768, aux_channels=256, aux_weight=0.4, bf16=False,
                  crop=512, stride=341):
-        super().__init__()
+        super().__init__(data_preprocessor=engine.SeedsOnHost())
         dim = backbone.embed_dim
         self.backbone, self.out_blocks, self.aux_weight, self.bf16 = backbone, tuple(out_blocks), aux_weight, bf16
         self.crop, self.stride = crop, stride  # sliding-window evaluation
@@ -112,7 +112,7 @@ class UperNetViT(BaseModel):
 
     def forward(self, inputs, labels=None, seeds=None, data_samples=None, mode='tensor'):
         if mode == 'loss':
-            with seeded_draws(int(seeds.sum()) % (2 ** 62)), engine.autocast_context(inputs.device.type, self.bf16):
+            with seeded_draws(step_seed(seeds)), engine.autocast_context(inputs.device.type, self.bf16):
                 feats = self.pyramid(inputs)
                 main, aux = self.decode_head(feats), self.auxiliary_head(feats[2])
             up = lambda t: F.interpolate(t.float(), labels.shape[1:], mode='bilinear', align_corners=False)
