@@ -109,16 +109,23 @@ def identical(data, seed) -> bool:
     return torch.equal(a, box_resize(data))
 
 
-def per_file(transform, files, repeat):
-    """Images/s of the fastest of ``repeat`` passes over ``files``, after one untimed pass (warm caches)."""
-    torch.manual_seed(0)
-    best = float('inf')
+def one_pass(transform, files) -> float:
+    t0 = time.perf_counter()
+    for f in files:
+        transform(f)
+    return time.perf_counter() - t0
+
+
+def round_robin(runs: dict, repeat: int) -> dict:
+    """Images/s of each of ``runs`` (name -> a function doing one timed pass, returning (images, seconds)): the
+    fastest of ``repeat`` passes after an untimed one, the runs taking turns so that a busy moment of the
+    machine falls on all of them alike."""
+    best = {name: 0.0 for name in runs}
     for k in range(repeat + 1):
-        t0 = time.perf_counter()
-        for f in files:
-            transform(f)
-        best = best if k == 0 else min(best, time.perf_counter() - t0)
-    return len(files) / best
+        for name, run in runs.items():
+            images, seconds = run()
+            best[name] = best[name] if k == 0 else max(best[name], images / seconds)
+    return best
 
 
 class FbMaeImages(torch.utils.data.Dataset):
@@ -134,27 +141,29 @@ class FbMaeImages(torch.utils.data.Dataset):
         return fb_mae(self.files[i].read_bytes())
 
 
-def loader_speed(loader, epochs):
-    """Images/s of the fastest of ``epochs`` epochs of a one-worker loader, after one untimed epoch."""
-    best = float('inf')
-    for k in range(epochs + 1):
-        t0 = time.perf_counter()
-        n = sum(len(b['inputs'] if isinstance(b, dict) else b) for b in loader)
-        best = best if k == 0 else min(best, time.perf_counter() - t0)
-    return n / best
+def loader_epoch(loader):
+    t0 = time.perf_counter()
+    n = sum(len(b['inputs'] if isinstance(b, dict) else b) for b in loader)
+    return n, time.perf_counter() - t0
 
 
 def loaders(root, files, repeat, batch=20):
     """fb/mae's loader and ours (``engine.train_loader``: the seeded sampler), one worker process each."""
-    fb = torch.utils.data.DataLoader(FbMaeImages(files), batch, shuffle=True, drop_last=True, num_workers=1,
-                                     persistent_workers=True)
-    rows = [('fb/mae: DataLoader, 1 worker (reference)', loader_speed(fb, repeat))]
+    runs = {'fb/mae: DataLoader, 1 worker (reference)': torch.utils.data.DataLoader(
+        FbMaeImages(files), batch, shuffle=True, drop_last=True, num_workers=1, persistent_workers=True)}
     for decode in ('pil', 'tensor'):
         ds = PretrainImages(root, 224, (0.2, 1.0), 'crop_rand', decode)
-        rows.append((f"ours, data.decode='{decode}': engine.train_loader, 1 worker",
-                     loader_speed(engine.train_loader(ds, batch, 1, seed=0), repeat)))
-    lines = ['| loader (one worker process) | images/s | ratio to fb/mae |', '|---|---|---|']
-    return lines + [f'| {name} | {speed:.0f} | {speed / rows[0][1]:.2f} |' for name, speed in rows]
+        runs[f"ours, data.decode='{decode}': engine.train_loader, 1 worker"] = engine.train_loader(ds, batch, 1,
+                                                                                                    seed=0)
+    speeds = round_robin({name: (lambda loader=loader: loader_epoch(loader)) for name, loader in runs.items()},
+                         repeat)
+    return ratio_table('loader (one worker process)', speeds)
+
+
+def ratio_table(what, speeds: dict) -> list:
+    ref = next(iter(speeds.values()))
+    return [f'| {what} | images/s | ratio to fb/mae |', '|---|---|---|'] + [
+        f'| {name} | {speed:.0f} | {speed / ref:.2f} |' for name, speed in speeds.items()]
 
 
 def ours(root, decode):
@@ -164,13 +173,8 @@ def ours(root, decode):
 
 
 def table(rows, files, repeat):
-    ref = None
-    lines = ['| transform (one core) | images/s | ratio to fb/mae |', '|---|---|---|']
-    for name, fn in rows:
-        speed = per_file(fn, files, repeat)
-        ref = ref or speed
-        lines.append(f'| {name} | {speed:.0f} | {speed / ref:.2f} |')
-    return lines
+    speeds = round_robin({name: (lambda fn=fn: (len(files), one_pass(fn, files))) for name, fn in rows}, repeat)
+    return ratio_table('transform (one core)', speeds)
 
 
 def main():
