@@ -131,3 +131,16 @@ def test_damaged_file_and_unknown_decoder_are_named(tmp_path):
         load_rgb_tensor(broken)
     with pytest.raises(ConfigError, match='data.decode'):
         pretrain_transform(224, decode='nvjpeg')
+
+
+def test_a_loader_worker_draws_what_the_main_process_draws(tmp_path):
+    """In a worker, ``seeded_draws`` seeds without keeping the global states; the samples are the same."""
+    from mae_core import engine
+    for k in range(6):
+        photo_like(tmp_path / f'{k}.jpg', k, size=(200, 150))
+    ds = PretrainImages(tmp_path, 64, (0.2, 1.0), 'crop_color', 'pil')
+    batches = list(engine.train_loader(ds, 3, 1, seed=5))
+    keys = list(engine.SeededSampler(ds, seed=5))
+    direct = torch.stack([ds[key]['inputs'] for key in keys])
+    assert torch.equal(torch.cat([b['inputs'] for b in batches]), direct)
+    assert [int(s) for b in batches for s in b['seeds']] == [seed for _, seed in keys]
