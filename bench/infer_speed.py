@@ -21,8 +21,8 @@ import torch
 from mae_core import engine
 from mae_core.config import load_config
 from mae_core.vit import vit
-from transfer.detection import build_detector
-from transfer.segmentation import UperNetViT, slide_inference
+from transfer.detection import build_detector, global_blocks_for
+from transfer.segmentation import UperNetViT, out_blocks_for, slide_inference
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'eval_configs'
 ON_GPU = torch.cuda.is_available()
@@ -31,10 +31,6 @@ PUBLISHED = {('det', 'vit_base_patch16'): (12.7, 'ViTDet, detectron2, A100'),
              ('det', 'vit_large_patch16'): (8.0, 'ViTDet, detectron2, A100'),
              ('det', 'vit_huge_patch14'): (5.6, 'ViTDet, detectron2, A100'),
              ('seg', 'vit_base_patch16'): (7.14, 'mmseg 1.x README, GPU not named')}
-
-
-def quarters(depth):
-    return [max(depth * k // 4 - 1, 0) for k in (1, 2, 3, 4)]
 
 
 def images_per_s(step, images, warmup=2):
@@ -52,9 +48,8 @@ def images_per_s(step, images, warmup=2):
 def detector_speed(arch, images, bf16, image_size=None):
     cfg = load_config(CONFIGS / 'coco_maskrcnn.py')
     size = image_size or cfg.image_size
-    blocks = cfg.global_blocks.get(arch) or quarters(len(vit(arch).blocks))
-    backbone = vit(arch, img_size=size, learnable_pos=True, window_size=cfg.window_size, global_blocks=blocks,
-                   rel_pos=cfg.rel_pos)
+    backbone = vit(arch, img_size=size, learnable_pos=True, window_size=cfg.window_size,
+                   global_blocks=global_blocks_for(cfg, arch), rel_pos=cfg.rel_pos)
     cfg.image_size, cfg.test_score_thresh = size, 0.0
     model = build_detector(backbone, 80, cfg).to(DEVICE).eval()
     img = torch.rand(3, 480 * size // 1024, 640 * size // 1024, device=DEVICE)  # COCO's typical 640 x 480
@@ -71,7 +66,7 @@ def segmenter_speed(arch, images, bf16, crop=None):
     crop = crop or cfg.crop_size
     stride = cfg.stride * crop // cfg.crop_size
     backbone = vit(arch, img_size=crop, learnable_pos=True, rel_pos=cfg.rel_pos, layer_scale_init=cfg.layer_scale_init)
-    blocks = cfg.out_blocks.get(arch) or quarters(len(backbone.blocks))
+    blocks = out_blocks_for(cfg, arch, len(backbone.blocks))
     model = UperNetViT(backbone, blocks, 150, cfg.channels, cfg.aux_channels, cfg.aux_weight, bf16, crop,
                        stride).to(DEVICE).eval()
     img = torch.rand(1, 3, crop, crop * 4 // 3, device=DEVICE)  # ADE20K's 4:3 images, short side at the crop size

@@ -30,10 +30,8 @@ from timm.data import create_transform
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mae_core import engine  # noqa: E402
 from mae_core.config import load_config  # noqa: E402
-from mae_core.data import PretrainImages, load_rgb  # noqa: E402
+from mae_core.data import IMAGENET_MEAN, IMAGENET_STD, PretrainImages, load_rgb  # noqa: E402
 from transfer.classification import train_transform  # noqa: E402
-
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def jpegs(n, seed=0):
@@ -58,7 +56,7 @@ def fb_mae(data):
     i, j, h, w = crop_params(im)
     x = TF.resized_crop(im, i, j, h, w, [224, 224], interpolation=T.InterpolationMode.BICUBIC)
     x = TF.hflip(x) if torch.rand(1) < 0.5 else x
-    return TF.normalize(TF.to_tensor(x), MEAN, STD)
+    return TF.normalize(TF.to_tensor(x), IMAGENET_MEAN, IMAGENET_STD)
 
 
 def uint8_out(data):
@@ -79,7 +77,7 @@ def box_resize(data, gap=None):
 
 def opencv_cubic(data):
     x = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    i, j, h, w = T.RandomResizedCrop.get_params(torch.empty(1, *x.shape[:2]), (0.2, 1.0), (3 / 4, 4 / 3))
+    i, j, h, w = crop_params(torch.empty(1, *x.shape[:2]))
     x = cv2.resize(x[i:i + h, j:j + w], (224, 224), interpolation=cv2.INTER_CUBIC)
     return torch.from_numpy(x[..., ::-1].copy()).permute(2, 0, 1)
 
@@ -129,7 +127,8 @@ def round_robin(runs: dict, repeat: int) -> dict:
 
 
 class FbMaeImages(torch.utils.data.Dataset):
-    """fb/mae's pre-training data: ImageFolder's PIL loader and the transform of main_pretrain.py."""
+    """fb/mae's pre-training data: each file decoded by PIL (read whole, then decoded) and the transform of
+    main_pretrain.py."""
 
     def __init__(self, files):
         self.files = files

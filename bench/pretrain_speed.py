@@ -81,17 +81,18 @@ def main():
         """Time one step and print its row at once (a run cut short by a time limit keeps what it measured)."""
         sec, flops = timed_step(model, loss_fn, imgs, args.steps, bf16, compile_)
         rows[name] = sec, flops
-        tflops = f'{flops / 1e12:>12.2f}' if flops else f'{"(eager)":>12}'
+        tflops = f'{flops / 1e12:>12.2f}' if flops else f'{"(as eager)":>12}'
         print(f'{name:<44}{sec:>9.3f}{args.batch / sec:>9.1f}{tflops}', flush=True)
 
-    p = 'bf16' if ON_GPU else 'fp32'
+    precision = 'bf16' if ON_GPU else 'fp32'
+    ours_name, hf_name = f'ours, w/o [M], dec 8, {precision}', f'transformers ViTMAE, {precision}'
     ours = build()
     ours_loss = lambda x: ours(x, 0.75)[0]
-    measure(f'ours, w/o [M], dec 8, {p}', ours, ours_loss, ON_GPU)
+    measure(ours_name, ours, ours_loss, ON_GPU)
     for name, kw in (('w/ [M], dec 8', dict(encoder_mask_tokens=True)), ('w/o [M], dec 1', dict(decoder_depth=1)),
                      ('w/ [M], dec 1', dict(encoder_mask_tokens=True, decoder_depth=1))):
         m = build(**kw)
-        measure(f'ours, {name}, {p}', m, lambda x, m=m: m(x, 0.75)[0], ON_GPU)
+        measure(f'ours, {name}, {precision}', m, lambda x, m=m: m(x, 0.75)[0], ON_GPU)
         del m
     from transformers import ViTMAEForPreTraining
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,34 +100,32 @@ def main():
         export_hf({k: v.cpu() for k, v in ours.state_dict().items()}, meta, f'{tmp}/hf')
         hf = ViTMAEForPreTraining.from_pretrained(f'{tmp}/hf').to(DEVICE).train()
     hf_loss = lambda x: hf(pixel_values=x).loss
-    measure(f'transformers ViTMAE, {p}', hf, hf_loss, ON_GPU)
+    measure(hf_name, hf, hf_loss, ON_GPU)
     if not ON_GPU:
         measure('transformers ViTMAE, bf16' if bf16_ok else 'transformers ViTMAE, fp32 (again)', hf, hf_loss, bf16_ok)
         if bf16_ok:
             measure('ours, w/o [M], dec 8, bf16', ours, ours_loss, True)
+    best = f'{ours_name}, torch.compile' if args.compile else ours_name
     if args.compile:
-        measure(f'ours, w/o [M], dec 8, {p}, torch.compile', ours, ours_loss, ON_GPU, compile_=True)
+        measure(best, ours, ours_loss, ON_GPU, compile_=True)
     t = {k: v[0] for k, v in rows.items()}
+    with_m = t[f'ours, w/ [M], dec 8, {precision}']
     print('\nratios (same run)')
-    print(f'  w/ [M] / w/o [M], decoder 8: {t[f"ours, w/ [M], dec 8, {p}"] / t[f"ours, w/o [M], dec 8, {p}"]:.2f}x '
-          '(Table 2, ViT-L: 2.8x)')
-    print(f'  w/ [M] dec 8 / w/o [M] dec 1: {t[f"ours, w/ [M], dec 8, {p}"] / t[f"ours, w/o [M], dec 1, {p}"]:.2f}x '
+    print(f'  w/ [M] / w/o [M], decoder 8: {with_m / t[ours_name]:.2f}x (Table 2, ViT-L: 2.8x)')
+    print(f'  w/ [M] dec 8 / w/o [M] dec 1: {with_m / t[f"ours, w/o [M], dec 1, {precision}"]:.2f}x '
           '(Table 2, ViT-L: 3.7x)')
-    print(f'  ours vs transformers, both {p}, eager: '
-          f'{t[f"transformers ViTMAE, {p}"] / t[f"ours, w/o [M], dec 8, {p}"]:.2f}x '
+    print(f'  ours vs transformers, both {precision}, eager: {t[hf_name] / t[ours_name]:.2f}x '
           '(target >= 1.0 on CPU fp32, >= 1.3 on GPU bf16)')
-    best = f'ours, w/o [M], dec 8, {p}, torch.compile' if args.compile else f'ours, w/o [M], dec 8, {p}'
     if args.compile:
-        print(f'  ours compiled vs transformers eager, both {p}: {t[f"transformers ViTMAE, {p}"] / t[best]:.2f}x')
+        print(f'  ours compiled vs transformers eager, both {precision}: {t[hf_name] / t[best]:.2f}x')
     if not ON_GPU and bf16_ok:
         print(f'  ours bf16 vs transformers fp32: {t["transformers ViTMAE, fp32"] / t["ours, w/o [M], dec 8, bf16"]:.2f}x')
         print(f'  ours bf16 vs transformers bf16: {t["transformers ViTMAE, bf16"] / t["ours, w/o [M], dec 8, bf16"]:.2f}x')
     if ON_GPU:
-        flops = rows[f'ours, w/o [M], dec 8, {p}'][1]  # the eager count: the compiled step does the same math
+        flops = rows[ours_name][1]  # the eager count: the compiled step does the same math
         print(f'  MFU of our step{" (compiled)" if args.compile else ""}: '
               f'{100 * flops / t[best] / (args.peak_tflops * 1e12):.1f} % of {args.peak_tflops:g} TFLOP/s '
               '(target >= 40 %)')
-
 
 if __name__ == '__main__':
     main()

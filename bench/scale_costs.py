@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from pycocotools.coco import COCO  # noqa: E402
+import numpy as np
+import torch
+from pycocotools.coco import COCO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mae_core.data import list_images  # noqa: E402

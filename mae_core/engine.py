@@ -17,7 +17,7 @@ from mmengine.dataset import DefaultSampler
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook, Hook, LoggerHook, RuntimeInfoHook
 from mmengine.model import BaseDataPreprocessor
-from mmengine.runner import CheckpointLoader, EpochBasedTrainLoop, find_latest_checkpoint
+from mmengine.runner import CheckpointLoader, find_latest_checkpoint
 from mmengine.runner import Runner as _Runner
 from mmengine.visualization import LocalVisBackend, TensorboardVisBackend, Visualizer
 
@@ -220,11 +220,8 @@ class DeferredLossLog(RuntimeInfoHook):
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         if outputs:
             self.pending.append({k: v.detach() if torch.is_tensor(v) else v for k, v in outputs.items()})
-        if (batch_idx + 1) % self.interval == 0 or batch_idx + 1 == len(runner.train_dataloader):
+        if (batch_idx + 1) % self.interval == 0 or self.end_of_epoch(runner.train_dataloader, batch_idx):
             self.flush(runner)
-
-    def after_train_epoch(self, runner):
-        self.flush(runner)
 
     def after_train(self, runner):
         self.flush(runner)
@@ -361,7 +358,7 @@ def release_workers(*loaders):
 class RunStatsHook(Hook):
     """The mean loss of the first and the last epoch, and training images/s: the wall time of each epoch's steps,
     loader waits included, checkpointing and validation not (this process's part of the run). The device is
-    read once per epoch, not per step."""
+    read once per epoch (once per pass over the loader, and at the end, in an iteration-based run), not per step."""
     priority = 'VERY_LOW'
 
     def __init__(self, batch_size: int):
@@ -382,9 +379,7 @@ class RunStatsHook(Hook):
             loss = outputs['loss'].detach().double()
             self.loss_sum = loss if self.loss_sum is None else self.loss_sum + loss
             self.steps += 1
-        last = runner.iter + 1 >= runner.max_iters or (isinstance(runner.train_loop, EpochBasedTrainLoop)
-                                                       and batch_idx + 1 == len(runner.train_dataloader))
-        if last:
+        if self.end_of_epoch(runner.train_dataloader, batch_idx) or self.is_last_train_iter(runner):
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             self.seconds += time.perf_counter() - self.epoch_start

@@ -27,18 +27,12 @@ def seeded_draws(seed: int):
     from a process using CUDA must not touch CUDA (it would raise), and ``torch.manual_seed`` queues a lazy seed
     for every device type (0.1 ms of the ~3 ms an ImageNet image takes a loader core). In a loader worker nothing
     draws outside this context, so the states are not kept there (numpy's costs 0.07 ms to save and restore)."""
-    if torch.utils.data.get_worker_info() is not None:
-        torch.default_generator.manual_seed(seed)
-        random.seed(seed)
-        np.random.seed(seed % (2 ** 32))
-        yield
-        return
-    py_state, np_state = random.getstate(), np.random.get_state()
-    cpu = torch.default_generator
-    cpu_state = cpu.get_state()
-    cuda = torch.cuda.is_initialized()  # False on a CPU and in a forked loader worker
-    cuda_state = torch.cuda.get_rng_state() if cuda else None
-    cpu.manual_seed(seed)
+    keep = torch.utils.data.get_worker_info() is None
+    cuda = keep and torch.cuda.is_initialized()  # never in a forked loader worker
+    if keep:
+        py_state, np_state, cpu_state = random.getstate(), np.random.get_state(), torch.default_generator.get_state()
+        cuda_state = torch.cuda.get_rng_state() if cuda else None
+    torch.default_generator.manual_seed(seed)
     if cuda:
         torch.cuda.manual_seed(seed)
     random.seed(seed)
@@ -46,8 +40,9 @@ def seeded_draws(seed: int):
     try:
         yield
     finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-        cpu.set_state(cpu_state)
-        if cuda:
-            torch.cuda.set_rng_state(cuda_state)
+        if keep:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+            torch.default_generator.set_state(cpu_state)
+            if cuda:
+                torch.cuda.set_rng_state(cuda_state)

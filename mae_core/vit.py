@@ -319,6 +319,13 @@ class VisionTransformer(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+def quarter_blocks(depth: int) -> tuple:
+    """The last block of each quarter of ``depth`` blocks (2, 5, 8, 11 of 12): the feature maps a pyramid takes
+    when a config names none (the MAE paper's detection variant, UperNet's default); block 0 at most for a model
+    of fewer than four blocks."""
+    return tuple(max(depth * k // 4 - 1, 0) for k in (1, 2, 3, 4))
+
+
 def vit(arch: str, **kwargs) -> VisionTransformer:
     """Build an encoder by arch name (see ``ARCHS``); keyword arguments override the defaults."""
     if arch not in ARCHS:

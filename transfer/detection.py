@@ -34,6 +34,7 @@ from torchvision.ops.poolers import _setup_scales
 from mae_core import engine
 from mae_core.data import IMAGENET_MEAN, IMAGENET_STD
 from mae_core.seeding import seeded_draws, step_seed
+from mae_core.vit import quarter_blocks
 
 from .datasets.coco import Categories, COCODetection, collate
 from .task import Outcome, TrainPlan, execute, image_samples, iteration_train_args, load_task_weights
@@ -64,7 +65,7 @@ class SimpleFeaturePyramid(nn.Module):
         super().__init__()
         dim, depth, out = vit.embed_dim, len(vit.blocks), out_channels
         self.vit, self.variant, self.out_channels = vit, variant, out
-        self.out_blocks = (depth - 1,) * 4 if variant == 'vitdet' else tuple(max(depth * (i + 1) // 4 - 1, 0) for i in range(4))
+        self.out_blocks = (depth - 1,) * 4 if variant == 'vitdet' else quarter_blocks(depth)
         self.simfp_2 = nn.Sequential(nn.ConvTranspose2d(dim, dim // 2, 2, 2), LayerNorm(dim // 2), nn.GELU(),
                                      nn.ConvTranspose2d(dim // 2, dim // 4, 2, 2),
                                      ConvNorm(dim // 4, out, 1), ConvNorm(out, out, 3))
@@ -284,13 +285,19 @@ def vitdet_lr_factor(it: int, warmup_iters: int, steps: tuple, warmup_factor: fl
     return value
 
 
+def global_blocks_for(cfg, arch: str) -> tuple:
+    """The blocks with global attention: ``cfg.global_blocks`` itself, or its entry for ``arch``; none if unset."""
+    blocks = cfg.global_blocks.get(arch) if isinstance(cfg.global_blocks, dict) else cfg.global_blocks
+    return tuple(blocks or ())
+
+
 def run(bench, cfg, ctx) -> Outcome:
     root = cfg.dataset.root
     val = COCODetection(root, 'val', cfg, train=False)
     torch.manual_seed(cfg.seed)
-    global_blocks = cfg.global_blocks.get(ctx.encoder.arch) if isinstance(cfg.global_blocks, dict) else cfg.global_blocks
     vit = ctx.encoder.build(img_size=cfg.image_size, learnable_pos=True, drop_path_rate=cfg.drop_path,
-                            window_size=cfg.window_size, global_blocks=global_blocks or (), rel_pos=cfg.rel_pos,
+                            window_size=cfg.window_size, global_blocks=global_blocks_for(cfg, ctx.encoder.arch),
+                            rel_pos=cfg.rel_pos,
                             pos_grid=ctx.encoder.info['pos_grid'])  # the pre-training table, as detectron2 keeps it
     bf16 = engine.precision_is_bf16(cfg.precision)
     model = Detector(build_detector(vit, len(val.cats.ids), cfg), bf16)

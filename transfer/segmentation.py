@@ -14,6 +14,7 @@ from mmengine.optim import LinearLR, PolyLR
 
 from mae_core import engine
 from mae_core.seeding import seeded_draws, step_seed
+from mae_core.vit import quarter_blocks
 
 from .datasets.ade20k import ADE20K, IGNORE, collate_eval, read_ade
 from .task import Outcome, TrainPlan, execute, image_samples, iteration_train_args, load_task_weights
@@ -188,15 +189,20 @@ class IoUMetric(BaseMetric):
 
 
 # ==================================================================== run
+def out_blocks_for(cfg, arch: str, depth: int) -> list:
+    """The blocks whose maps feed the pyramid: ``cfg.out_blocks`` itself, or its entry for ``arch``; else the
+    last block of each quarter."""
+    blocks = cfg.out_blocks.get(arch) if isinstance(cfg.out_blocks, dict) else cfg.out_blocks
+    return list(blocks or quarter_blocks(depth))
+
+
 def run(bench, cfg, ctx) -> Outcome:
     root = cfg.dataset.root
     val = ADE20K(read_ade(root, 'val', cfg.preflight), cfg, train=False)
     torch.manual_seed(cfg.seed)
     backbone = ctx.encoder.build(img_size=cfg.crop_size, learnable_pos=True, drop_path_rate=cfg.drop_path,
                                  rel_pos=cfg.rel_pos, layer_scale_init=cfg.layer_scale_init)
-    depth = len(backbone.blocks)
-    out_blocks = cfg.out_blocks.get(ctx.encoder.arch) if isinstance(cfg.out_blocks, dict) else cfg.out_blocks
-    out_blocks = out_blocks or [depth // 4 - 1, depth // 2 - 1, 3 * depth // 4 - 1, depth - 1]
+    out_blocks = out_blocks_for(cfg, ctx.encoder.arch, len(backbone.blocks))
     bf16 = engine.precision_is_bf16(cfg.precision)
     model = UperNetViT(backbone, out_blocks, cfg.dataset.num_classes, cfg.channels, cfg.aux_channels,
                        cfg.aux_weight, bf16, cfg.crop_size, cfg.stride)
